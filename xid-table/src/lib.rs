@@ -1,0 +1,253 @@
+//! The XID table: one reviewed data file (`xids.table`) mapping each simulated XID to the error a
+//! CUDA runtime call, a CUDA driver call and an NVML call return while the fault is on.
+//!
+//! The shim's build script parses the file with [`parse`] and emits static tables, so nothing is
+//! parsed inside a CUDA process. The `cuda-fault` helper uses [`table`] to validate `--xid` and
+//! to print the table. A malformed row is an error that names its line.
+
+#![deny(unsafe_code)]
+
+use std::fmt;
+
+/// The data file, as compiled into every user of this crate.
+pub const DATA: &str = include_str!("../xids.table");
+
+/// Path of the data file relative to this crate, for build scripts' `rerun-if-changed`.
+pub const DATA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/xids.table");
+
+/// The XID simulated when none (or an unknown one) is configured: "GPU fell off the bus".
+pub const DEFAULT_XID: u32 = 79;
+
+/// An error enum value: its name as in the CUDA/NVML headers, and its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode<'a> {
+    pub name: &'a str,
+    pub code: u32,
+}
+
+impl fmt::Display for ErrorCode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.code)
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Xid<'a> {
+    pub xid: u32,
+    pub mnemonic: &'a str,
+    pub description: &'a str,
+    pub runtime: ErrorCode<'a>,
+    pub driver: ErrorCode<'a>,
+    /// `None` when a real XID of this kind leaves NVML working.
+    pub nvml: Option<ErrorCode<'a>>,
+    /// A real XID of this kind poisons the process's context.
+    pub sticky: bool,
+    pub evidence: &'a str,
+}
+
+impl Xid<'_> {
+    /// True when no primary source backs the mapping.
+    pub fn inferred(&self) -> bool {
+        self.evidence.starts_with("inferred")
+    }
+}
+
+/// A malformed row, with its 1-based line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "xids.table line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const COLUMNS: usize = 8;
+
+/// Parses the table text. Blank lines and lines starting with `#` are ignored.
+pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
+    let mut rows: Vec<Xid<'_>> = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let err = |message: String| ParseError { line, message };
+        let cols: Vec<&str> = trimmed.split('|').map(str::trim).collect();
+        if cols.len() != COLUMNS {
+            return Err(err(format!(
+                "expected {COLUMNS} '|'-separated columns \
+                 (xid | mnemonic | description | runtime | driver | nvml | sticky | evidence), found {}",
+                cols.len()
+            )));
+        }
+        let xid: u32 = cols[0]
+            .parse()
+            .map_err(|_| err(format!("XID '{}' is not a number", cols[0])))?;
+        if xid == 0 || xid > 65_535 {
+            return Err(err(format!("XID {xid} is out of range 1..=65535")));
+        }
+        if rows.iter().any(|r| r.xid == xid) {
+            return Err(err(format!("XID {xid} appears twice")));
+        }
+        for (i, what) in [(1, "mnemonic"), (2, "description"), (7, "evidence")] {
+            if cols[i].is_empty() {
+                return Err(err(format!("{what} is empty")));
+            }
+        }
+        if !cols[1].bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+            return Err(err(format!("mnemonic '{}' must be UPPER_SNAKE_CASE", cols[1])));
+        }
+        let runtime = error_code(cols[3], "cudaError").map_err(|m| err(format!("runtime error: {m}")))?;
+        let driver = error_code(cols[4], "CUDA_ERROR_").map_err(|m| err(format!("driver error: {m}")))?;
+        let nvml = if cols[5] == "-" {
+            None
+        } else {
+            Some(error_code(cols[5], "NVML_ERROR_").map_err(|m| err(format!("nvml error: {m}")))?)
+        };
+        let sticky = match cols[6] {
+            "yes" => true,
+            "no" => false,
+            other => return Err(err(format!("sticky must be 'yes' or 'no', found '{other}'"))),
+        };
+        rows.push(Xid {
+            xid,
+            mnemonic: cols[1],
+            description: cols[2],
+            runtime,
+            driver,
+            nvml,
+            sticky,
+            evidence: cols[7],
+        });
+    }
+    if !rows.iter().any(|r| r.xid == DEFAULT_XID) {
+        return Err(ParseError { line: 0, message: format!("the table must contain the default XID {DEFAULT_XID}") });
+    }
+    Ok(rows)
+}
+
+fn error_code<'a>(cell: &'a str, prefix: &str) -> Result<ErrorCode<'a>, String> {
+    let (name, number) = cell
+        .split_once('=')
+        .ok_or_else(|| format!("'{cell}' must be NAME=NUMBER"))?;
+    let (name, number) = (name.trim(), number.trim());
+    if !name.starts_with(prefix) || name.len() == prefix.len() {
+        return Err(format!("'{name}' must start with {prefix}"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("'{name}' is not an identifier"));
+    }
+    let code: u32 = number.parse().map_err(|_| format!("'{number}' is not a number"))?;
+    if code == 0 {
+        return Err("error 0 is success, not a fault".to_string());
+    }
+    Ok(ErrorCode { name, code })
+}
+
+/// The compiled-in table. The data file is validated by this crate's tests and by the shim's
+/// build, so a parse failure here is a build defect.
+pub fn table() -> Vec<Xid<'static>> {
+    parse(DATA).unwrap_or_else(|e| panic!("built-in {e}"))
+}
+
+/// Looks up one XID in the compiled-in table.
+pub fn find(xid: u32) -> Option<Xid<'static>> {
+    table().into_iter().find(|r| r.xid == xid)
+}
+
+/// The supported XIDs, comma-separated, for error messages.
+pub fn supported_list() -> String {
+    table().iter().map(|r| r.xid.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// The table as Markdown, exactly as README.md shows it (a test keeps README in step).
+pub fn markdown(rows: &[Xid<'_>]) -> String {
+    let mut out = String::from(
+        "| XID | Name | Description | Runtime error | Driver error | NVML error | Sticky | Evidence |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let nvml = r.nvml.map_or_else(|| "-".to_string(), |e| format!("`{}` ({})", e.name, e.code));
+        out.push_str(&format!(
+            "| {} | {} | {} | `{}` ({}) | `{}` ({}) | {} | {} | {} |\n",
+            r.xid,
+            r.mnemonic,
+            r.description,
+            r.runtime.name,
+            r.runtime.code,
+            r.driver.name,
+            r.driver.code,
+            nvml,
+            if r.sticky { "yes" } else { "no" },
+            r.evidence.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_file_parses_and_holds_the_seed_rows() {
+        let t = table();
+        let code = |x: u32| find(x).map(|r| (r.runtime.code, r.driver.code, r.nvml.map(|n| n.code)));
+        assert_eq!(code(79), Some((100, 100, Some(15))));
+        assert_eq!(code(48), Some((214, 214, None)));
+        assert_eq!(code(94), Some((214, 214, None)));
+        assert_eq!(code(95), Some((999, 999, None)));
+        assert_eq!(code(43), Some((702, 702, None)));
+        assert_eq!(code(74), Some((217, 217, None)));
+        for x in [13, 31, 62, 64, 119, 120, 140, 143] {
+            assert!(t.iter().any(|r| r.xid == x), "XID {x} missing");
+        }
+        assert_eq!(find(79).unwrap().runtime.name, "cudaErrorNoDevice");
+        assert_eq!(find(79).unwrap().nvml.unwrap().name, "NVML_ERROR_GPU_IS_LOST");
+        assert!(find(143).unwrap().inferred());
+        assert!(!find(79).unwrap().inferred());
+    }
+
+    #[test]
+    fn malformed_rows_name_their_line() {
+        let good = "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | seed\n";
+        assert_eq!(parse(good).unwrap().len(), 1);
+        let cases = [
+            ("# c\n\n79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes\n", 3, "columns"),
+            ("x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "not a number"),
+            ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "runtime error"),
+            ("79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "not a number"),
+            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e\n", 1, "NAME=NUMBER"),
+            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e\n", 1, "success"),
+            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | maybe | e\n", 1, "sticky"),
+            ("79 | a | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "UPPER"),
+            ("79 | A |  | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "empty"),
+        ];
+        for (text, line, needle) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text}");
+            assert!(e.to_string().contains(needle), "{e} should mention {needle}");
+            assert!(e.to_string().starts_with(&format!("xids.table line {line}:")));
+        }
+        let dup = format!("{good}{good}");
+        assert_eq!(parse(&dup).unwrap_err().line, 2);
+        let no79 = "48 | A | d | cudaErrorX=214 | CUDA_ERROR_X=214 | - | yes | e\n";
+        assert!(parse(no79).unwrap_err().message.contains("default XID 79"));
+    }
+
+    #[test]
+    fn markdown_has_one_row_per_xid() {
+        let t = table();
+        let md = markdown(&t);
+        assert_eq!(md.lines().count(), t.len() + 2);
+        assert!(md.contains("| 79 | GPU_HAS_FALLEN_OFF_THE_BUS | GPU fell off the bus | `cudaErrorNoDevice` (100) |"));
+    }
+}
