@@ -1,0 +1,176 @@
+//! Finding the real functions behind the shim's exports, and telling which library a function
+//! pointer belongs to. Nothing here runs on the fast path: results are cached in the slot table.
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::Api;
+
+type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
+
+unsafe extern "C" {
+    /// Defined next to the `dlsym` entry; the real `dlsym` once resolved.
+    static cf_real_dlsym: AtomicUsize;
+}
+
+// dlvsym lives in libdl before glibc 2.34 and in libc since; libdl.so.2 exists on both.
+#[link(name = "dl")]
+unsafe extern "C" {
+    fn dlvsym(handle: *mut c_void, symbol: *const c_char, version: *const c_char) -> *mut c_void;
+}
+
+#[cfg(target_arch = "x86_64")]
+const DLSYM_VERSIONS: [&CStr; 2] = [c"GLIBC_2.34", c"GLIBC_2.2.5"];
+#[cfg(target_arch = "aarch64")]
+const DLSYM_VERSIONS: [&CStr; 2] = [c"GLIBC_2.34", c"GLIBC_2.17"];
+
+/// The real `dlsym`. Found with `dlvsym`, which the shim does not interpose, so this never
+/// recurses (Rust's std itself calls `dlsym` during start-up, before our constructor).
+pub fn real_dlsym() -> Option<DlsymFn> {
+    // SAFETY: cf_real_dlsym is an aligned word in .data.
+    let cell = unsafe { &cf_real_dlsym };
+    let mut p = cell.load(Ordering::Acquire);
+    if p == 0 {
+        for v in DLSYM_VERSIONS {
+            // SAFETY: NUL-terminated strings; RTLD_NEXT from this library finds libc's dlsym.
+            let f = unsafe { dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), v.as_ptr()) } as usize;
+            if f != 0 {
+                cell.store(f, Ordering::Release);
+                p = f;
+                break;
+            }
+        }
+    }
+    // SAFETY: p is either 0 or libc's dlsym, which has this signature.
+    (p != 0).then(|| unsafe { core::mem::transmute::<usize, DlsymFn>(p) })
+}
+
+/// `dlsym(handle, name)` through the real `dlsym`, as 0 when absent.
+pub fn lookup(handle: *mut c_void, name: &CStr) -> usize {
+    match real_dlsym() {
+        // SAFETY: handle comes from the dynamic loader or is a pseudo-handle; name is NUL-terminated.
+        Some(d) => unsafe { d(handle, name.as_ptr()) as usize },
+        None => 0,
+    }
+}
+
+fn dladdr(addr: usize) -> Option<libc::Dl_info> {
+    // SAFETY: dladdr only reads loader tables; info is a valid out-pointer.
+    unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        (libc::dladdr(addr as *const c_void, &mut info) != 0).then_some(info)
+    }
+}
+
+static OWN_BASE: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether `addr` lies in this library (one of our own exports or trampolines).
+pub fn is_own(addr: usize) -> bool {
+    let mut base = OWN_BASE.load(Ordering::Relaxed);
+    if base == 0 {
+        base = dladdr(is_own as *const () as usize).map_or(0, |i| i.dli_fbase as usize);
+        OWN_BASE.store(base, Ordering::Relaxed);
+    }
+    base != 0 && dladdr(addr).is_some_and(|i| i.dli_fbase as usize == base)
+}
+
+/// Which CUDA library a function pointer belongs to, judged by the file name of its object.
+pub fn library_of(addr: usize) -> Option<Api> {
+    let info = dladdr(addr)?;
+    if info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
+    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    if file.starts_with(b"libcudart.so") {
+        Some(Api::Runtime)
+    } else if file.starts_with(b"libcuda.so") {
+        Some(Api::Driver)
+    } else if file.starts_with(b"libnvidia-ml.so") {
+        Some(Api::Nvml)
+    } else {
+        None
+    }
+}
+
+/// The real function named `name` in `api`'s library. Tries `RTLD_NEXT` first (the ordinary
+/// case: the library is in the global scope after us), then the library itself even when it
+/// was loaded into a local scope (a Python extension module `dlopen`ed with `RTLD_LOCAL`).
+pub fn find(api: Api, name: &CStr) -> usize {
+    let p = lookup(libc::RTLD_NEXT, name);
+    if p != 0 && !is_own(p) {
+        return p;
+    }
+    match api {
+        Api::Runtime => find_in_loaded(b"libcudart.so", name),
+        Api::Driver => find_in_library(c"libcuda.so.1", name),
+        Api::Nvml => find_in_library(c"libnvidia-ml.so.1", name),
+    }
+}
+
+fn checked(p: usize) -> usize {
+    if p != 0 && !is_own(p) {
+        p
+    } else {
+        0
+    }
+}
+
+/// Looks `name` up in the library with this soname, loading it (locally) if nobody has.
+fn find_in_library(soname: &CStr, name: &CStr) -> usize {
+    for mode in [libc::RTLD_LAZY | libc::RTLD_NOLOAD, libc::RTLD_LAZY | libc::RTLD_LOCAL] {
+        // SAFETY: dlopen of a NUL-terminated soname; the handle is intentionally kept open so
+        // the resolved pointer stays valid.
+        let h = unsafe { libc::dlopen(soname.as_ptr(), mode) };
+        if !h.is_null() {
+            return checked(lookup(h, name));
+        }
+    }
+    0
+}
+
+/// Looks `name` up in every loaded object whose file name starts with `prefix`.
+fn find_in_loaded(prefix: &[u8], name: &CStr) -> usize {
+    const MAX: usize = 8;
+    struct Found<'a> {
+        prefix: &'a [u8],
+        names: [*const c_char; MAX],
+        n: usize,
+    }
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: called by dl_iterate_phdr with a valid info and our Found as data.
+        unsafe {
+            let found = &mut *(data as *mut Found<'_>);
+            let path = (*info).dlpi_name;
+            if path.is_null() || found.n == MAX {
+                return 0;
+            }
+            let bytes = CStr::from_ptr(path).to_bytes();
+            let file = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
+            if file.starts_with(found.prefix) {
+                found.names[found.n] = path;
+                found.n += 1;
+            }
+        }
+        0
+    }
+    let mut found = Found { prefix, names: [core::ptr::null(); MAX], n: 0 };
+    // SAFETY: the callback only records pointers; dlopen is called after the iteration because
+    // dl_iterate_phdr holds the loader's lock.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut found as *mut Found<'_>).cast()) };
+    for &path in &found.names[..found.n] {
+        // SAFETY: path names an object that is loaded (NOLOAD never loads anything new).
+        let h = unsafe { libc::dlopen(path, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+        if h.is_null() {
+            continue;
+        }
+        // The reference NOLOAD took is kept: the pointer cached in the slot must not outlive
+        // the runtime if its owner later unloads it.
+        let p = checked(lookup(h, name));
+        if p != 0 {
+            return p;
+        }
+    }
+    0
+}
