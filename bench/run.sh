@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmarks, side by side in one run: ns per call with faults off (direct call, through the
+# shim's runtime export, through a driver trampoline from cuGetProcAddress_v2, through the dlsym
+# override) against the seed's design (toggle file read + dlsym on every call); the cost of one
+# dlsym lookup; toggle reaction; process start-up cost of the preload.
+# Usage: bench/run.sh            (builds the shim in release mode first)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p cuda-fault-shim >&2
+SHIM=$PWD/target/release/libcuda_intercept.so
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+CFLAGS="-O2 -Wall -Wextra -Werror"
+gcc $CFLAGS -shared -fPIC -Wl,-soname,libcudart.so.12 -o "$W/libcudart.so.12" bench/fake_target.c
+gcc $CFLAGS -shared -fPIC -DFAKE_DRIVER -Wl,-soname,libcuda.so.1 -o "$W/libcuda.so.1" bench/fake_target.c
+gcc $CFLAGS -shared -fPIC -o "$W/seed_shim.so" bench/seed_shim.c -ldl
+gcc $CFLAGS -o "$W/bench" bench/bench.c "$W/libcudart.so.12" -ldl -Wl,-rpath,"$W"
+gcc $CFLAGS -pthread -o "$W/reaction" bench/reaction.c "$W/libcudart.so.12" -Wl,-rpath,"$W"
+export LD_LIBRARY_PATH=$W
+TOGGLE=$W/toggle
+run() { env CUDA_FAULT_TOGGLE_FILE="$TOGGLE" "$@"; }
+
+direct=$(run "$W/bench" runtime)
+shim=$(run env LD_PRELOAD="$SHIM" "$W/bench" runtime)
+driver_direct=$(run "$W/bench" gpa)
+gpa=$(run env LD_PRELOAD="$SHIM" "$W/bench" gpa)
+dls=$(run env LD_PRELOAD="$SHIM" "$W/bench" dlsym)
+lookup_direct=$(run "$W/bench" lookup 2000000)
+lookup_shim=$(run env LD_PRELOAD="$SHIM" "$W/bench" lookup 2000000)
+mkdir -p /host-fault 2>/dev/null || true
+seed_absent=$(env LD_PRELOAD="$W/seed_shim.so" "$W/bench" runtime 200000)
+seed_present=NA
+if [ -w /host-fault ] && [ ! -e /host-fault/cuda_fault_enabled ]; then
+  echo 0 > /host-fault/cuda_fault_enabled
+  seed_present=$(env LD_PRELOAD="$W/seed_shim.so" "$W/bench" runtime 200000)
+  rm -f /host-fault/cuda_fault_enabled
+fi
+read -r react_med react_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40)
+
+startup() {  # mean ms of N runs of /bin/true
+  local n=300 t0 t1
+  t0=$(date +%s%N)
+  for _ in $(seq $n); do "$@" /bin/true; done
+  t1=$(date +%s%N)
+  awk -v a="$t0" -v b="$t1" -v n=$n 'BEGIN { printf "%.3f", (b - a) / n / 1e6 }'
+}
+start_plain=$(startup env)
+start_shim=$(startup env LD_PRELOAD="$SHIM")
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print "-" }'; }
+plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f", a - b }'; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+echo "Machine: $cpu, $(nproc) cores, $(uname -sr), $(ldd --version | head -1 | awk '{print $NF}' | sed 's/^/glibc /')"
+echo
+echo "| Path (faults off) | ns/call | vs direct |"
+echo "|---|---|---|"
+echo "| direct call into libcudart (no shim) | $direct | |"
+echo "| shim runtime export (\`cudaStreamQuery\`) | $shim | $(plus "$shim" "$direct") ns |"
+echo "| direct driver pointer from \`cuGetProcAddress_v2\` (no shim) | $driver_direct | |"
+echo "| shim trampoline from \`cuGetProcAddress_v2\` | $gpa | $(plus "$gpa" "$driver_direct") ns |"
+echo "| shim trampoline from \`dlsym(libcuda, …)\` | $dls | $(plus "$dls" "$driver_direct") ns |"
+echo "| seed design, toggle file absent | $seed_absent | $(ratio "$seed_absent" "$shim")× the shim |"
+echo "| seed design, toggle file present | $seed_present | $(ratio "$seed_present" "$shim")× the shim |"
+echo
+echo "| Other | value |"
+echo "|---|---|"
+echo "| one \`dlsym(libcuda, \"cuStreamQuery\")\`, no shim / shim | $lookup_direct / $lookup_shim ns |"
+echo "| toggle reaction at CUDA_FAULT_POLL_MS=10 (median / max of 40 flips) | $react_med / $react_max ms |"
+echo "| start-up of /bin/true, no shim / shim preloaded | $start_plain / $start_shim ms |"
