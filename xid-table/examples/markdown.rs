@@ -1,0 +1,1 @@
+fn main() { print!("{}", xid_table::markdown(&xid_table::table())); }
