@@ -1,1 +1,281 @@
+//! Test support for the cuda-fault integration tests: where the fake CUDA stack, the test
+//! programs, NVIDIA's real runtime and the shim are, and how to run a program under the shim
+//! without ever hanging the suite.
+//!
+//! Everything is built by `build.rs` (C sources in `tests/fixtures/`); see there for the layout.
+//! The fake stack and every program are documented at the top of their C file, including the
+//! exact lines they print.
 
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A timeout that no fixture program comes near on a loaded 2-core machine.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What to do when NVIDIA's runtime wheels are missing.
+pub const REAL_CUDART_HINT: &str = "pip install nvidia-cuda-runtime-cu12 nvidia-cuda-runtime";
+
+const OUT_DIR: &str = env!("OUT_DIR");
+
+/// The build output directory of this crate (holds `lib/` and `bin/`).
+pub fn out_dir() -> PathBuf {
+    PathBuf::from(OUT_DIR)
+}
+
+/// The directory of the fake `libcuda.so.1`, `libcudart.so.12`, `libnvidia-ml.so.1` (and their
+/// unversioned linker names), `libplugin.so` and `libmalloc_counter.so`.
+pub fn fake_lib_dir() -> PathBuf {
+    out_dir().join("lib")
+}
+
+/// The directory of the test programs.
+pub fn bin_dir() -> PathBuf {
+    out_dir().join("bin")
+}
+
+/// A built program (`bin/`) or library (`lib/`), by file name: `fixture("workload")`,
+/// `fixture("libcuda.so.1")`. Panics with a clear message when it was not built.
+pub fn fixture(name: &str) -> PathBuf {
+    for dir in [bin_dir(), fake_lib_dir()] {
+        let path = dir.join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    if name.starts_with("real_rt") {
+        panic!(
+            "fixture {name} was not built because NVIDIA's CUDA runtime wheels were not found \
+             when the tests were built: {REAL_CUDART_HINT}, then rebuild"
+        );
+    }
+    panic!(
+        "fixture {name} not found in {} or {} (is it one that tests/build.rs builds?)",
+        bin_dir().display(),
+        fake_lib_dir().display()
+    );
+}
+
+/// A source file of `tests/fixtures/` (e.g. `pynvml_probe.py`).
+pub fn fixture_source(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CUDA_FAULT_FIXTURES_SRC")).join(name);
+    assert!(path.exists(), "no fixture source {}", path.display());
+    path
+}
+
+/// The shim `libcuda_intercept.so`: `$CUDA_FAULT_SHIM` when set at test time, else the one
+/// build.rs built from `shim/` (release profile, target dir `<target>/shim-for-tests`).
+pub fn shim_path() -> PathBuf {
+    let path = match std::env::var_os("CUDA_FAULT_SHIM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CUDA_FAULT_SHIM_SO")),
+    };
+    assert!(path.exists(), "the shim {} does not exist", path.display());
+    path
+}
+
+fn non_empty(value: &str) -> Option<PathBuf> {
+    (!value.is_empty()).then(|| PathBuf::from(value))
+}
+
+/// NVIDIA's CUDA 12 runtime (the directory holding `lib/libcudart.so.12` and `include/`), if it
+/// was found when the tests were built.
+pub fn cudart12_dir() -> Option<PathBuf> {
+    non_empty(env!("CUDA_FAULT_REAL_CUDART12"))
+}
+
+/// NVIDIA's CUDA 13 runtime (`lib/libcudart.so.13`), if it was found when the tests were built.
+pub fn cudart13_dir() -> Option<PathBuf> {
+    non_empty(env!("CUDA_FAULT_REAL_CUDART13"))
+}
+
+/// The real runtime of CUDA `major` (12 or 13). Panics with the install hint when it is missing:
+/// tests that need it fail, they never skip.
+pub fn require_real_cudart(major: u32) -> PathBuf {
+    let found = match major {
+        12 => cudart12_dir(),
+        13 => cudart13_dir(),
+        _ => panic!("no real CUDA runtime {major} is known; use 12 or 13"),
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "NVIDIA's CUDA {major} runtime was not found when the tests were built. \
+             {REAL_CUDART_HINT} (into the python3 on PATH, or set CUDA_FAULT_PYTHON), \
+             or set CUDA_FAULT_CUDART{major}_DIR to a directory with lib/ and include/; \
+             then rebuild"
+        )
+    })
+}
+
+/// The Python interpreter that build.rs asked where the NVIDIA wheels are (the one with
+/// pynvml): `$CUDA_FAULT_PYTHON` at test time wins.
+pub fn python3() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUDA_FAULT_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    non_empty(env!("CUDA_FAULT_PYTHON3")).unwrap_or_else(|| {
+        panic!("no python3 was found when the tests were built: install it (with `pip install nvidia-ml-py`) or set CUDA_FAULT_PYTHON, then rebuild")
+    })
+}
+
+/// How a program ended.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The exit code; 128 + N when killed by signal N (as a shell reports it).
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The timeout ran out and the program was killed.
+    pub timed_out: bool,
+}
+
+impl Run {
+    /// Exited 0 within the timeout.
+    pub fn success(&self) -> bool {
+        self.status == 0 && !self.timed_out
+    }
+
+    /// The stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// Whether stdout has exactly this line.
+    pub fn has_line(&self, line: &str) -> bool {
+        self.stdout.lines().any(|l| l == line)
+    }
+
+    /// Everything about the run, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {}{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status,
+            if self.timed_out {
+                " (timed out, killed)"
+            } else {
+                ""
+            },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// The command `run` and `spawn` start: an environment cleared down to PATH, HOME and LANG=C,
+/// then `env`, then (when `preload`) LD_PRELOAD with the shim first, followed by any
+/// LD_PRELOAD given in `env` (e.g. libmalloc_counter.so).
+pub fn command(program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear().stdin(Stdio::null());
+    for key in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(key) {
+            cmd.env(key, value);
+        }
+    }
+    cmd.env("LANG", "C");
+    let mut user_preload = None;
+    for (key, value) in env {
+        if *key == "LD_PRELOAD" {
+            user_preload = Some(*value);
+        }
+        cmd.env(key, value);
+    }
+    if preload {
+        let shim = shim_path().display().to_string();
+        let value = match user_preload {
+            Some(other) if !other.is_empty() => format!("{shim}:{other}"),
+            _ => shim,
+        };
+        cmd.env("LD_PRELOAD", value);
+    }
+    cmd
+}
+
+/// Runs a program to completion (see [`command`] for its environment), killing it when
+/// `timeout` runs out, and captures its output.
+pub fn run(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    preload: bool,
+    timeout: Duration,
+) -> Run {
+    finish(spawn(program, args, env, preload), timeout)
+}
+
+/// Starts a program (see [`command`]) with stdout and stderr piped and returns at once, for
+/// tests that act while it runs (e.g. read `step K ok` lines, flip a toggle, read on). Take
+/// `child.stdout` to read it; hand the child to [`finish`] to end it without hanging. stderr is
+/// a pipe too: a caller that keeps the child running for long should drain it (or use
+/// [`finish`], which does).
+pub fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool) -> Child {
+    command(program, args, env, preload)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits for a spawned program for at most `timeout` (killing it then) and collects whatever
+/// its pipes still hold (a pipe already taken from the child yields "").
+pub fn finish(mut child: Child, timeout: Duration) -> Run {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait().expect("wait for child") {
+            Some(status) => break status,
+            None if Instant::now() >= deadline => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().expect("wait for killed child");
+            }
+            None => thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    Run {
+        status: exit_code(status),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        timed_out,
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// Runs `fixtures/pynvml_probe.py` (nvidia-ml-py against the fake libnvidia-ml.so.1) with
+/// LD_LIBRARY_PATH set to [`fake_lib_dir`] (ahead of any LD_LIBRARY_PATH given in `env`).
+pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
+    let lib = fake_lib_dir().display().to_string();
+    let mut library_path = lib;
+    let mut all: Vec<(&str, &str)> = Vec::new();
+    for (key, value) in env {
+        if *key == "LD_LIBRARY_PATH" {
+            library_path = format!("{library_path}:{value}");
+        } else {
+            all.push((key, value));
+        }
+    }
+    all.push(("LD_LIBRARY_PATH", &library_path));
+    all.push(("PYTHONDONTWRITEBYTECODE", "1"));
+    let script = fixture_source("pynvml_probe.py").display().to_string();
+    run(&python3(), &[&script], &all, preload, timeout)
+}
