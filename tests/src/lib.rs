@@ -279,3 +279,25 @@ pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) 
     let script = fixture_source("pynvml_probe.py").display().to_string();
     run(&python3(), &[&script], &all, preload, timeout)
 }
+
+/// A fresh, empty directory for one test (under the system temp dir, unique per process and
+/// `tag`). Tests put their toggle files here, never under /host-fault.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cuda-fault-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Writes `content` to `path` the way the cuda-fault helper does (temporary file + rename), so
+/// a reader never sees a partial file.
+pub fn write_atomic(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, content).expect("write temp toggle");
+    std::fs::rename(&tmp, path).expect("rename toggle into place");
+}
+
+/// The stderr lines the shim printed.
+pub fn shim_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("[cuda-fault]") || l.starts_with("[XID ")).collect()
+}
