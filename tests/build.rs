@@ -199,11 +199,15 @@ impl Builder {
     fn fake_stack(&self) {
         // -fno-ipa-icf: the _ptsz/_ptds variants must keep addresses of their own, so that a test
         // can tell which variant cuGetProcAddress handed out.
+        // -Bsymbolic-functions: like the real driver, cuGetProcAddress hands out the driver's own
+        // functions even when a preloaded library exports the same names (without it, taking
+        // the address of cuInit inside the library would yield the preload's cuInit).
         self.shared_lib(
             "libcuda.so.1",
             Some("libcuda.so"),
             &[
                 "-fno-ipa-icf".into(),
+                "-Wl,-Bsymbolic-functions".into(),
                 self.src("fake_cuda.c"),
                 "-ldl".into(),
             ],

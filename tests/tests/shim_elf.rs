@@ -1,0 +1,59 @@
+//! The shipped library's ELF surface: exactly the intended exports (generated from
+//! shim/hooks.list), nothing Rust-mangled, and no dependency on any CUDA library, so it loads
+//! into processes that have none.
+
+use std::collections::BTreeSet;
+
+use cuda_fault_tests::shim_path;
+use goblin::elf::Elf;
+
+/// What hooks.list says the shim exports: every listed name except the exempt ones, plus the
+/// hand-written entry points.
+fn intended() -> BTreeSet<String> {
+    let list = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/hooks.list")).unwrap();
+    let mut names: BTreeSet<String> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (!cols[2].split(',').any(|f| f == "exempt")).then(|| cols[1].to_string())
+        })
+        .collect();
+    for extra in ["dlsym", "cuGetProcAddress", "cuGetProcAddress_v2"] {
+        names.insert(extra.to_string());
+    }
+    names
+}
+
+#[test]
+fn exports_exactly_the_listed_functions() {
+    let bytes = std::fs::read(shim_path()).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    let exported: BTreeSet<String> = elf
+        .dynsyms
+        .iter()
+        .filter(|s| s.st_shndx != 0 && s.st_bind() != goblin::elf::sym::STB_LOCAL && s.st_name != 0)
+        .map(|s| elf.dynstrtab.get_at(s.st_name).unwrap().to_string())
+        .collect();
+    let want = intended();
+    assert!(want.len() > 200, "hooks.list lists {} functions", want.len());
+    let extra: Vec<_> = exported.difference(&want).collect();
+    let missing: Vec<_> = want.difference(&exported).collect();
+    assert!(extra.is_empty() && missing.is_empty(), "unexpected exports {extra:?}; missing {missing:?}");
+    assert!(exported.iter().all(|n| !n.starts_with("_ZN") && !n.starts_with("_R")), "mangled Rust symbols exported");
+    assert!(exported.contains("cuLaunchKernel_ptsz") && exported.contains("cudaMemcpy_ptds"));
+    assert!(!exported.contains("cuGetErrorString"), "pure lookups are not interposed");
+}
+
+#[test]
+fn needs_no_cuda_library() {
+    let bytes = std::fs::read(shim_path()).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    for lib in &elf.libraries {
+        for cuda in ["libcuda", "libcudart", "libnvidia-ml"] {
+            assert!(!lib.starts_with(cuda), "DT_NEEDED {lib}");
+        }
+    }
+    assert!(elf.libraries.iter().any(|l| l.starts_with("libc.so")), "{:?}", elf.libraries);
+}
