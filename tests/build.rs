@@ -260,6 +260,7 @@ impl Builder {
         );
         self.program("plugin_host", &[s("plugin_host.c"), o("-ldl")]);
         self.program("threads", &[s("threads.c"), o("-lcudart")]);
+        self.program("fork_probe", &[s("fork_probe.c"), o("-lcudart")]);
         self.program("rt_probe", &[s("rt_probe.c"), o("-lcudart")]);
         self.program("triton_like", &[s("triton_like.c"), o("-ldl")]);
         self.program(

@@ -473,3 +473,25 @@ fn per_thread_default_stream_entry_points_are_interposed() {
         r.stderr
     );
 }
+
+#[test]
+fn a_forked_child_restarts_the_poller_and_sees_the_toggle() {
+    let dir = scratch_dir("fork");
+    let file = dir.join("toggle");
+    let f = file.display().to_string();
+    write_atomic(&file, b"0\n");
+    let mut child = spawn(&fixture("fork_probe"), &[], &with_toggle(&f, &[]), true);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("child ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "fork_probe ended early");
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    write_atomic(&file, b"1 95\n");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let r = finish(child, T);
+    assert_eq!(rest.trim(), "child saw 999", "{}", r.describe());
+    assert_eq!(r.status, 0, "{}", r.describe());
+}
