@@ -1,0 +1,254 @@
+//! Atomic file replacement and removal that never follow a symlink at the target.
+//!
+//! A write goes to `.<name>.tmp.<pid>.<n>` in the target's directory, is fsynced and chmodded,
+//! then renamed over the target, and the directory is fsynced. A reader (the shim) therefore
+//! sees the old file or the new one, never a partial or empty one; concurrent writers each use
+//! their own temporary file and the last rename wins.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::exit::{self, Failure};
+
+/// Temporary files older than this are left-overs of a killed writer; `clean` removes them.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn file_name(path: &Path) -> Result<String, Failure> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::usage(format!("{} does not name a file", path.display())))
+}
+
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.tmp.")
+}
+
+/// Refuses a symlink or directory at `path`; `Ok(true)` if a regular (or other) file exists.
+fn check_target(action: &str, path: &Path) -> Result<bool, Failure> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Failure::new(
+            exit::SYMLINK,
+            format!(
+                "refusing to {action} {}: it is a symbolic link (cuda-fault never follows one; remove it first)",
+                path.display()
+            ),
+        )),
+        Ok(m) if m.is_dir() => Err(Failure::io(action, path, &io::Error::from(io::ErrorKind::IsADirectory))),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Failure::io(action, path, &e)),
+    }
+}
+
+/// Creates the directory (and parents) with mode 0755 if it is missing.
+fn ensure_dir(dir: &Path) -> Result<(), Failure> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Failure::io("create directory", dir, &e))
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: the rename already happened; some file systems reject fsync on a directory.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Atomically replaces `path` with what `fill` writes, with permissions `mode`.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: &mut dyn FnMut(&mut File) -> io::Result<()>,
+) -> Result<(), Failure> {
+    let name = file_name(path)?;
+    check_target("write", path)?;
+    let dir = parent_of(path);
+    ensure_dir(dir)?;
+    // Writers in different PID namespaces (two pods on one node) can share a pid: on a name
+    // clash, take the next number.
+    let mut attempts = 0;
+    let (tmp, mut file) = loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp: PathBuf = dir.join(format!("{}{}.{}", temp_prefix(&name), std::process::id(), n));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true) // O_CREAT|O_EXCL: never opens through a symlink
+            .mode(mode)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 1000 => attempts += 1,
+            Err(e) => return Err(Failure::io("write", path, &e)),
+        }
+    };
+    let result = (|| -> Result<(), Failure> {
+        fill(&mut file).map_err(|e| Failure::io("write", path, &e))?;
+        file.flush().map_err(|e| Failure::io("write", path, &e))?;
+        // fchmod: the umask must not narrow 0644/0755.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Failure::io("write", path, &e))?;
+        file.sync_all().map_err(|e| Failure::io("write", path, &e))?;
+        // rename(2) replaces a symlink that appeared meanwhile instead of following it.
+        fs::rename(&tmp, path).map_err(|e| Failure::io("write", path, &e))
+    })();
+    drop(file);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Atomically replaces `path` with `contents`.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), Failure> {
+    write_atomic_with(path, mode, &mut |f| f.write_all(contents))
+}
+
+/// What [`remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub existed: bool,
+    /// Left-over temporary files of killed writers that were removed too.
+    pub stale_temps: usize,
+}
+
+/// Removes `path` (not following a symlink: one is refused) and stale temporary files beside it.
+pub fn remove(path: &Path) -> Result<Removed, Failure> {
+    let name = file_name(path)?;
+    let existed = check_target("remove", path)?;
+    if existed {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::io("remove", path, &e)),
+        }
+    }
+    let dir = parent_of(path);
+    let mut stale_temps = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        let prefix = temp_prefix(&name);
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= STALE_TEMP_AGE);
+            if old && fs::remove_file(entry.path()).is_ok() {
+                stale_temps += 1;
+            }
+        }
+    }
+    if existed || stale_temps > 0 {
+        sync_dir(dir);
+    }
+    Ok(Removed { existed, stale_temps })
+}
+
+/// Reads at most `limit + 1` bytes of `path` (following symlinks, as the shim does).
+/// `Ok(None)` when the file does not exist.
+pub fn read_limited(path: &Path, limit: usize) -> Result<Option<Vec<u8>>, Failure> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Failure::io("read", path, &io::Error::from(io::ErrorKind::IsADirectory)));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Failure::io("read", path, &e)),
+    }
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Failure::io("read", path, &e)),
+    };
+    let mut buf = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Failure::io("read", path, &e))?;
+    Ok(Some(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn writes_replaces_and_leaves_no_temp() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/dir/toggle");
+        write_atomic(&p, b"1\n", 0o644).unwrap();
+        write_atomic(&p, b"0\n", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"0\n");
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(fs::metadata(p.parent().unwrap()).unwrap().mode() & 0o7777, 0o755);
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_clashing_temporary_name_is_skipped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("toggle");
+        let next = COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 5 {
+            // Another writer with the same pid (another PID namespace) holds these names.
+            fs::write(d.path().join(format!(".toggle.tmp.{}.{n}", std::process::id())), "x").unwrap();
+        }
+        write_atomic(&p, b"1\n", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"1\n");
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 6, "the other writer's files are untouched");
+    }
+
+    #[test]
+    fn refuses_symlink_and_keeps_its_target() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("real");
+        fs::write(&target, "keep").unwrap();
+        let link = d.path().join("toggle");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert_eq!(write_atomic(&link, b"1\n", 0o644).unwrap_err().code, exit::SYMLINK);
+        assert_eq!(remove(&link).unwrap_err().code, exit::SYMLINK);
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn remove_cleans_only_stale_temps() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("toggle");
+        fs::write(&p, "1\n").unwrap();
+        let stale = d.path().join(".toggle.tmp.1.0");
+        let fresh = d.path().join(".toggle.tmp.2.0");
+        fs::write(&stale, "1").unwrap();
+        fs::write(&fresh, "1").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+        assert_eq!(remove(&p).unwrap(), Removed { existed: true, stale_temps: 1 });
+        assert!(!p.exists() && !stale.exists() && fresh.exists());
+        assert_eq!(remove(&p).unwrap(), Removed { existed: false, stale_temps: 0 });
+    }
+}

@@ -1,0 +1,343 @@
+//! `cuda-fault`: writes, reads and removes the toggle file that switches the cuda-fault shim, on
+//! this machine or on a node through a Kubernetes Job, lists the XID table, and installs the shim
+//! library for an init container.
+//!
+//! The toggle-file commands run without an async runtime; only `node` starts one.
+
+#![deny(unsafe_code)]
+
+pub mod cluster;
+pub mod exit;
+pub mod fsops;
+pub mod local;
+pub mod toggle;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::{Options, Verb, DEFAULT_IMAGE, DEFAULT_NAMESPACE, IMAGE_ENV};
+use crate::exit::Failure;
+use crate::toggle::{Toggle, DEFAULT_FILE, FILE_ENV};
+
+const ABOUT: &str = "Switches the cuda-fault shim on and off through its toggle file, locally or on a node";
+
+const LONG_ABOUT: &str = "\
+Switches the cuda-fault shim on and off through its toggle file, locally or on a node.
+
+The toggle file holds one line: `<state> [<xid>] [key=value ...]`, e.g. `1`, `1 48`, `0`,
+`1 79 devices=1 after_ms=5000`. State 1 = faults on, 0 = off; the XID overrides the pod's
+CUDA_XID_TYPE. Keys: devices, after_calls, after_ms, mode, sticky. A missing file means the
+shim's environment decides; a malformed one counts as off. Writes are atomic (temporary file,
+fsync, rename) and never follow a symlink.";
+
+#[derive(Debug, Parser)]
+#[command(name = "cuda-fault", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit::TABLE)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The toggle file
+    #[arg(long, value_name = "PATH", env = FILE_ENV, default_value = DEFAULT_FILE)]
+    pub file: PathBuf,
+}
+
+/// Scenario flags of `enable`, validated by cuda-fault itself so a bad value is one line, exit 2.
+#[derive(Debug, Args, Default, Clone)]
+pub struct EnableFlags {
+    /// XID to simulate (see `cuda-fault xids`); default: the pod's CUDA_XID_TYPE
+    #[arg(long, allow_hyphen_values = true, value_name = "N")]
+    pub xid: Option<String>,
+    /// Only these devices: comma-separated ordinals or GPU UUIDs (GPU-xxxxxxxx-...)
+    #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
+    pub devices: Option<String>,
+    /// Let the first N intercepted calls after turning on pass
+    #[arg(long = "after-calls", allow_hyphen_values = true, value_name = "N")]
+    pub after_calls: Option<String>,
+    /// Start faulting this long after turning on: 500ms, 5s, 2m, or a number of milliseconds
+    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
+    pub after: Option<String>,
+    /// error: calls return the XID's error; hang: calls block
+    #[arg(long, allow_hyphen_values = true, value_name = "error|hang")]
+    pub mode: Option<String>,
+    /// Once a call has faulted, every later call faults too
+    #[arg(long)]
+    pub sticky: bool,
+}
+
+impl EnableFlags {
+    pub fn toggle(&self) -> Result<Toggle, Failure> {
+        toggle::from_flags(
+            self.xid.as_deref(),
+            self.devices.as_deref(),
+            self.after_calls.as_deref(),
+            self.after.as_deref(),
+            self.mode.as_deref(),
+            self.sticky,
+        )
+        .map_err(Failure::usage)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Turn faults on: writes `1 [XID] [keys]`
+    Enable {
+        #[command(flatten)]
+        file: FileArg,
+        #[command(flatten)]
+        flags: EnableFlags,
+    },
+    /// Turn faults off: writes `0`
+    Disable {
+        #[command(flatten)]
+        file: FileArg,
+    },
+    /// Show the toggle file: state, XID, keys, path ("absent: env decides" when missing)
+    Status {
+        #[command(flatten)]
+        file: FileArg,
+        /// Print a JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the toggle file (the shim's environment decides again)
+    Clean {
+        #[command(flatten)]
+        file: FileArg,
+    },
+    /// Print the XID table
+    Xids {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy the shim library shipped beside this binary into DIR/cuda_intercept.so, atomically
+    Install {
+        /// Destination directory (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The library to copy [default: cuda_intercept.so beside this binary]
+        #[arg(long, value_name = "PATH")]
+        from: Option<PathBuf>,
+    },
+    /// Run enable|disable|clean|status on a node through a Job (no exec into worker pods)
+    #[command(after_help = NODE_HELP)]
+    Node(NodeArgs),
+}
+
+const NODE_HELP: &str = "\
+The Job is pinned with nodeName, tolerates every taint, mounts the node's /var/lib/cuda-fault-test
+at /host-fault and runs this image's `cuda-fault <verb>`. cuda-fault waits for it, prints its log
+and deletes it. RBAC: manifests/rbac/. Examples:
+  cuda-fault node gpu-node-1 enable --xid 48 --after 5s
+  cuda-fault node --all --selector nvidia.com/gpu.present=true clean";
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node
+    #[arg(value_name = "NODE", required_unless_present = "all", conflicts_with = "all")]
+    pub node: Option<String>,
+    /// Every node (matching --selector)
+    #[arg(long)]
+    pub all: bool,
+    /// Label selector for --all, e.g. nvidia.com/gpu.present=true
+    #[arg(long, short = 'l', value_name = "LABELS", requires = "all")]
+    pub selector: Option<String>,
+    /// Namespace for the Job
+    #[arg(long, short = 'n', value_name = "NS", global = true, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Image holding /cuda-fault
+    #[arg(long, value_name = "IMAGE", global = true, env = IMAGE_ENV, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// Seconds to wait for the Job (also its activeDeadlineSeconds); 90, 90s or 2m
+    #[arg(long, value_name = "S", global = true, allow_hyphen_values = true, default_value = "120")]
+    pub timeout: String,
+    #[command(subcommand)]
+    pub verb: NodeVerb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeVerb {
+    /// Turn faults on on the node
+    Enable(EnableFlags),
+    /// Turn faults off on the node
+    Disable,
+    /// Remove the node's toggle file
+    Clean,
+    /// Print the node's toggle file (mounted read-only)
+    Status,
+}
+
+/// Parses `--timeout`: seconds, `90s` or `2m`; 1 s to 24 h.
+pub fn parse_timeout(s: &str) -> Result<Duration, Failure> {
+    let err = || Failure::usage(format!("invalid --timeout '{s}': expected seconds (1 to 86400), e.g. 120, 90s or 2m"));
+    let (num, mult) = if let Some(n) = s.strip_suffix('s') {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60)
+    } else {
+        (s, 1)
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err());
+    }
+    let secs = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(err)?;
+    if !(1..=86_400).contains(&secs) {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The validated inputs of `node`, before any cluster call.
+#[derive(Debug)]
+pub struct NodePlan {
+    pub target: Target,
+    pub verb: Verb,
+    pub options: Options,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    Node(String),
+    All { selector: Option<String> },
+}
+
+impl NodeArgs {
+    pub fn plan(&self) -> Result<NodePlan, Failure> {
+        let verb = match &self.verb {
+            NodeVerb::Enable(flags) => Verb::Enable(flags.toggle()?),
+            NodeVerb::Disable => Verb::Disable,
+            NodeVerb::Clean => Verb::Clean,
+            NodeVerb::Status => Verb::Status,
+        };
+        if !cluster::is_dns_label(&self.namespace) {
+            return Err(Failure::usage(format!(
+                "invalid --namespace '{}': expected a DNS-1123 label",
+                self.namespace
+            )));
+        }
+        if self.image.is_empty() || self.image.chars().any(char::is_whitespace) {
+            return Err(Failure::usage(format!("invalid --image '{}'", self.image)));
+        }
+        let timeout = parse_timeout(&self.timeout)?;
+        let target = match (&self.node, self.all) {
+            (Some(n), false) => {
+                if !cluster::is_node_name(n) {
+                    return Err(Failure::usage(format!("invalid node name '{n}': expected a DNS-1123 name")));
+                }
+                Target::Node(n.clone())
+            }
+            (None, true) => Target::All { selector: self.selector.clone() },
+            _ => return Err(Failure::usage("give either NODE or --all")),
+        };
+        Ok(NodePlan { target, verb, options: Options::new(&self.namespace, &self.image, timeout) })
+    }
+}
+
+/// Runs a parsed command; returns the exit code. Errors are one line on `err`.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match dispatch(cli, out, err) {
+        Ok(()) => exit::OK,
+        Err(f) => {
+            let _ = writeln!(err, "cuda-fault: {}", f.message);
+            f.code
+        }
+    }
+}
+
+fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
+    match cli.command {
+        Command::Enable { file, flags } => local::write_toggle(&file.file, &flags.toggle()?, out),
+        Command::Disable { file } => local::write_toggle(&file.file, &Toggle::off(), out),
+        Command::Clean { file } => local::clean(&file.file, out),
+        Command::Status { file, json } => {
+            let s = local::status(&file.file)?;
+            let text = if json {
+                serde_json::to_string(&s).expect("serializable") + "\n"
+            } else {
+                local::status_text(&s)
+            };
+            out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
+        }
+        Command::Xids { json } => {
+            let text = if json { local::xids_json() } else { local::xids_text() };
+            out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
+        }
+        Command::Install { dir, from } => {
+            let from = match from {
+                Some(f) => f,
+                None => local::default_library()?,
+            };
+            local::install(&from, &dir, out)
+        }
+        Command::Node(args) => {
+            let plan = args.plan()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::new(exit::IO_ERROR, format!("cannot start the async runtime: {e}")))?;
+            rt.block_on(async {
+                let client = cluster::connect().await?;
+                run_plan(&client, &plan, out, err).await
+            })
+        }
+    }
+}
+
+/// Runs a validated `node` plan against a client (a real one, or a mock in tests).
+pub async fn run_plan(
+    client: &kube::Client,
+    plan: &NodePlan,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    match &plan.target {
+        Target::Node(n) => cluster::run_on_node(client, n, &plan.verb, &plan.options, out, err).await,
+        Target::All { selector } => {
+            cluster::run_on_selector(client, selector.as_deref(), &plan.verb, &plan.options, out, err).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_arguments_parse() {
+        let plan = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+            match cli.command {
+                Command::Node(n) => n.plan().map_err(|f| f.message),
+                _ => unreachable!(),
+            }
+        };
+        let p = plan(&["cuda-fault", "node", "gpu-1", "enable", "--xid", "48", "-n", "ns1", "--timeout", "2m"]).unwrap();
+        assert_eq!(p.target, Target::Node("gpu-1".into()));
+        assert_eq!(p.options.namespace, "ns1");
+        assert_eq!(p.options.timeout, Duration::from_secs(120));
+        assert!(matches!(p.verb, Verb::Enable(Toggle { xid: Some(48), .. })));
+        let p = plan(&["cuda-fault", "node", "--all", "--selector", "a=b", "clean"]).unwrap();
+        assert_eq!(p.target, Target::All { selector: Some("a=b".into()) });
+        assert_eq!(p.verb, Verb::Clean);
+        let p = plan(&["cuda-fault", "node", "--namespace", "x", "--all", "disable"]).unwrap();
+        assert_eq!(p.target, Target::All { selector: None });
+        assert!(plan(&["cuda-fault", "node", "gpu-1", "--all", "clean"]).is_err());
+        assert!(plan(&["cuda-fault", "node", "clean"]).is_err());
+        assert!(plan(&["cuda-fault", "node", "gpu-1", "clean", "--timeout", "0"]).unwrap_err().contains("--timeout"));
+        assert!(plan(&["cuda-fault", "node", "gpu-1", "clean", "-n", "Bad_NS"]).unwrap_err().contains("--namespace"));
+        assert!(plan(&["cuda-fault", "node", "GPU_1", "clean"]).unwrap_err().contains("node name"));
+    }
+}
