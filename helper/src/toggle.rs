@@ -21,7 +21,7 @@ pub const DEFAULT_FILE: &str = "/host-fault/cuda_fault_enabled";
 pub const FILE_ENV: &str = "CUDA_FAULT_TOGGLE_FILE";
 /// The shim reads at most this many bytes of the toggle file (`READ_MAX` in shim/src/toggle.rs):
 /// the writer refuses longer lines, and `status` calls a longer file malformed.
-pub const MAX_LEN: usize = 128;
+pub const MAX_LEN: usize = 1024;
 
 /// What a fault does once on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,7 +323,7 @@ mod tests {
         ] {
             assert!(Toggle::parse(bad).is_err(), "{bad:?} should be malformed");
         }
-        assert!(Toggle::parse(&format!("1 {}\n", " ".repeat(200))).is_err(), "longer than the shim reads");
+        assert!(Toggle::parse(&format!("1 {}\n", " ".repeat(MAX_LEN))).is_err(), "longer than the shim reads");
     }
 
     #[test]
@@ -347,8 +347,8 @@ mod tests {
         assert!(from_flags(None, None, Some("x"), None, None, false).unwrap_err().starts_with("invalid --after-calls"));
         assert!(from_flags(None, None, None, None, Some("boom"), false).unwrap_err().starts_with("invalid --mode"));
         let uuid = "GPU-8f2c1a3e-1111-2222-3333-444455556666";
-        assert!(from_flags(Some("79"), Some(&[uuid; 2].join(",")), None, None, None, false).is_ok());
-        let e = from_flags(Some("79"), Some(&[uuid; 3].join(",")), None, None, None, false).unwrap_err();
-        assert!(e.contains("more than the 128 the shim reads"), "{e}");
+        assert!(from_flags(Some("79"), Some(&[uuid; 20].join(",")), None, None, None, false).is_ok());
+        let e = from_flags(Some("79"), Some(&[uuid; 30].join(",")), None, None, None, false).unwrap_err();
+        assert!(e.contains("more than the 1024 the shim reads"), "{e}");
     }
 }

@@ -91,6 +91,20 @@ fn enable_with_xid_and_every_scenario_flag() {
     assert_eq!(fs::read_to_string(&f).unwrap(), "1 mode=error\n");
 }
 
+/// 30 GPU UUIDs: a toggle line longer than the shim reads.
+const TOO_MANY_UUIDS: &str = concat!(
+    "GPU-8f2c1a3e-1111-2222-3333-444455556600,GPU-8f2c1a3e-1111-2222-3333-444455556601,GPU-8f2c1a3e-1111-2222-3333-444455556602,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556603,GPU-8f2c1a3e-1111-2222-3333-444455556604,GPU-8f2c1a3e-1111-2222-3333-444455556605,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556606,GPU-8f2c1a3e-1111-2222-3333-444455556607,GPU-8f2c1a3e-1111-2222-3333-444455556608,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556609,GPU-8f2c1a3e-1111-2222-3333-444455556610,GPU-8f2c1a3e-1111-2222-3333-444455556611,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556612,GPU-8f2c1a3e-1111-2222-3333-444455556613,GPU-8f2c1a3e-1111-2222-3333-444455556614,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556615,GPU-8f2c1a3e-1111-2222-3333-444455556616,GPU-8f2c1a3e-1111-2222-3333-444455556617,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556618,GPU-8f2c1a3e-1111-2222-3333-444455556619,GPU-8f2c1a3e-1111-2222-3333-444455556620,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556621,GPU-8f2c1a3e-1111-2222-3333-444455556622,GPU-8f2c1a3e-1111-2222-3333-444455556623,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556624,GPU-8f2c1a3e-1111-2222-3333-444455556625,GPU-8f2c1a3e-1111-2222-3333-444455556626,",
+    "GPU-8f2c1a3e-1111-2222-3333-444455556627,GPU-8f2c1a3e-1111-2222-3333-444455556628,GPU-8f2c1a3e-1111-2222-3333-444455556629"
+);
+
 #[test]
 fn bad_values_exit_2_with_one_line_and_write_nothing() {
     let d = tmp();
@@ -104,10 +118,7 @@ fn bad_values_exit_2_with_one_line_and_write_nothing() {
         (&["--devices", ""], "invalid --devices"),
         (&["--devices", "0,,1"], "invalid --devices"),
         (&["--devices", "gpu0"], "invalid --devices"),
-        (
-            &["--devices", "GPU-8f2c1a3e-1111-2222-3333-444455556666,GPU-8f2c1a3e-1111-2222-3333-444455556667,GPU-8f2c1a3e-1111-2222-3333-444455556668"],
-            "more than the 128 the shim reads",
-        ),
+        (&["--devices", TOO_MANY_UUIDS], "more than the 1024 the shim reads"),
         (&["--after-calls", "-1"], "invalid --after-calls"),
         (&["--after-calls", "many"], "invalid --after-calls"),
         (&["--after", "5x"], "invalid --after '5x'"),

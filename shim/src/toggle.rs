@@ -13,7 +13,8 @@ use crate::envp::{self, errno};
 use crate::state::{self, Decision, Source};
 use crate::{config, xids};
 
-const READ_MAX: usize = 128;
+/// The cuda-fault helper refuses to write a longer line (helper/src/toggle.rs MAX_LEN).
+const READ_MAX: usize = 1024;
 /// A file modified less than this long ago is re-read on every check.
 const RACY_NS: i128 = 2_000_000_000;
 
