@@ -32,7 +32,7 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 pub const HOST_DIR: &str = "/var/lib/cuda-fault-test";
 pub const MOUNT_DIR: &str = "/host-fault";
 /// The binary's path in the (`FROM scratch`) image.
-pub const BINARY: &str = "/cuda-fault";
+pub const BINARY: &str = "/usr/local/bin/cuda-fault";
 pub const CONTAINER: &str = "cuda-fault";
 pub const MANAGED_BY_KEY: &str = "app.kubernetes.io/managed-by";
 pub const NAME_KEY: &str = "app.kubernetes.io/name";

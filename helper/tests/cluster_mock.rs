@@ -264,7 +264,7 @@ async fn enable_creates_the_exact_job_waits_prints_the_log_and_deletes() {
     let expected = expected_job(
         &name,
         "gpu-1",
-        json!(["/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "48"]),
+        json!(["/usr/local/bin/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "48"]),
         "registry.example/cuda-fault:test",
         90,
         false,
@@ -291,7 +291,7 @@ async fn default_namespace_image_and_timeout() {
     let expected = expected_job(
         &name,
         "gpu-1",
-        json!(["/cuda-fault", "disable", "--file", "/host-fault/cuda_fault_enabled"]),
+        json!(["/usr/local/bin/cuda-fault", "disable", "--file", "/host-fault/cuda_fault_enabled"]),
         // The test process does not set CUDA_FAULT_IMAGE.
         &std::env::var("CUDA_FAULT_IMAGE").unwrap_or_else(|_| "ghcr.io/cuda-fault/cuda-fault:0.1.0".into()),
         120,
@@ -319,7 +319,7 @@ async fn scenario_flags_reach_the_job_command() {
             let container = &c.body["spec"]["template"]["spec"]["containers"][0];
             assert_eq!(
                 container["command"],
-                json!(["/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "79",
+                json!(["/usr/local/bin/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "79",
                        "--devices", "1,GPU-8f2c1a3e-1111", "--after-calls", "5", "--after", "5000ms",
                        "--mode", "hang", "--sticky"])
             );
@@ -349,7 +349,7 @@ async fn clean_and_status_commands() {
             s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
             let c = s.expect("POST", &format!("{JOBS}?")).await;
             let container = &c.body["spec"]["template"]["spec"]["containers"][0];
-            assert_eq!(container["command"], json!(["/cuda-fault", verb, "--file", "/host-fault/cuda_fault_enabled"]));
+            assert_eq!(container["command"], json!(["/usr/local/bin/cuda-fault", verb, "--file", "/host-fault/cuda_fault_enabled"]));
             assert_eq!(container["volumeMounts"][0]["readOnly"], read_only);
             let body = c.body.clone();
             c.json(201, body);
@@ -619,7 +619,7 @@ async fn all_nodes_matching_a_selector_are_cleaned() {
             let expected = expected_job(
                 &name,
                 node,
-                json!(["/cuda-fault", "clean", "--file", "/host-fault/cuda_fault_enabled"]),
+                json!(["/usr/local/bin/cuda-fault", "clean", "--file", "/host-fault/cuda_fault_enabled"]),
                 &std::env::var("CUDA_FAULT_IMAGE").unwrap_or_else(|_| "ghcr.io/cuda-fault/cuda-fault:0.1.0".into()),
                 120,
                 false,

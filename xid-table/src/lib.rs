@@ -251,3 +251,20 @@ mod tests {
         assert!(md.contains("| 79 | GPU_HAS_FALLEN_OFF_THE_BUS | GPU fell off the bus | `cudaErrorNoDevice` (100) |"));
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// README.md shows the table between two markers; it must be exactly what `markdown` renders.
+    #[test]
+    fn readme_table_matches_the_data_file() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- xid-table:begin -->\n";
+        let start = readme.find(begin).expect("README has the xid-table:begin marker") + begin.len();
+        let end = readme[start..].find("<!-- xid-table:end -->").expect("README has the end marker") + start;
+        assert_eq!(
+            &readme[start..end],
+            super::markdown(&super::table()),
+            "README's XID table is stale: paste `cargo run -p xid-table --example markdown`"
+        );
+    }
+}
