@@ -79,8 +79,9 @@ fn parse_hooks(text: &str) -> Vec<Hook> {
             cols[2].split(',').map(str::to_string).collect()
         };
         for f in &flags {
-            if !["count", "sync", "exempt"].contains(&f.as_str()) {
-                at(format!("unknown flag '{f}' (count, sync, exempt)"));
+            let dev_ok = f.strip_prefix("dev=").is_some_and(|n| matches!(n, "0" | "1" | "2" | "3" | "4" | "5"));
+            if !["count", "sync", "exempt"].contains(&f.as_str()) && !dev_ok {
+                at(format!("unknown flag '{f}' (count, sync, exempt, dev=0..5)"));
             }
         }
         hooks.push(Hook { api, name: name.to_string(), flags });
@@ -97,16 +98,17 @@ fn base_name(name: &str) -> &str {
 }
 
 fn flag_expr(flags: &[String]) -> String {
-    let mut parts: Vec<&str> = flags
+    let mut parts: Vec<String> = flags
         .iter()
         .map(|f| match f.as_str() {
-            "count" => "flags::COUNT",
-            "sync" => "flags::SYNC",
-            _ => "flags::EXEMPT",
+            "count" => "flags::COUNT".to_string(),
+            "sync" => "flags::SYNC".to_string(),
+            "exempt" => "flags::EXEMPT".to_string(),
+            dev => format!("flags::dev_arg({})", &dev[4..]),
         })
         .collect();
     if parts.is_empty() {
-        parts.push("0");
+        parts.push("0".to_string());
     }
     parts.join(" | ")
 }
@@ -159,6 +161,9 @@ fn hooks_rs(all: &[Hook], exported: &[&Hook], arch: &str) -> String {
     for h in all {
         let e = by_base.entry((h.api, base_name(&h.name))).or_default();
         for f in &h.flags {
+            if f.starts_with("dev=") && e.iter().any(|g| g.starts_with("dev=") && g != f) {
+                fail(&format!("shim/hooks.list: versions of {} disagree on the device argument", h.name));
+            }
             if !e.contains(f) {
                 e.push(f.clone());
             }

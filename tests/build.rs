@@ -91,6 +91,8 @@ fn main() {
 
     let shim = build_shim(&manifest_dir, &out_dir);
     println!("cargo:rustc-env=CUDA_FAULT_SHIM_SO={}", shim.display());
+    let helper = build_helper(&manifest_dir, &out_dir);
+    println!("cargo:rustc-env=CUDA_FAULT_HELPER_BIN={}", helper.display());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -261,6 +263,7 @@ impl Builder {
         self.program("plugin_host", &[s("plugin_host.c"), o("-ldl")]);
         self.program("threads", &[s("threads.c"), o("-lcudart")]);
         self.program("fork_probe", &[s("fork_probe.c"), o("-lcudart")]);
+        self.program("flip_probe", &[s("flip_probe.c"), o("-lcudart")]);
         self.program("rt_probe", &[s("rt_probe.c"), o("-lcudart")]);
         self.program("triton_like", &[s("triton_like.c"), o("-ldl")]);
         self.program(
@@ -440,24 +443,31 @@ fn target_dir(out_dir: &Path) -> PathBuf {
 }
 
 fn build_shim(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
+    nested_build(manifest_dir, out_dir, "cuda-fault-shim", "release", "libcuda_intercept.so")
+}
+
+/// The cuda-fault helper binary, for tests that drive the shim through it (debug: quicker to
+/// build, and the tests only use its file commands).
+fn build_helper(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
+    nested_build(manifest_dir, out_dir, "cuda-fault", "debug", "cuda-fault")
+}
+
+/// Builds `package` with a nested cargo into its own target directory (the outer cargo holds
+/// the lock on the workspace's) and returns the path of `artifact`.
+fn nested_build(manifest_dir: &Path, out_dir: &Path, package: &str, profile: &str, artifact: &str) -> PathBuf {
     let workspace = manifest_dir.parent().expect("workspace root");
-    for path in ["shim", "xid-table", "Cargo.toml", "Cargo.lock"] {
-        // Directories are scanned recursively, so shim/hooks.list is covered once it exists.
+    for path in ["shim", "helper", "xid-table", "Cargo.toml", "Cargo.lock"] {
+        // Directories are scanned recursively.
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
 
     let shim_target = target_dir(out_dir).join("shim-for-tests");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cuda-fault-shim",
-            "--target-dir",
-        ])
-        .arg(&shim_target);
+    cmd.current_dir(workspace).args(["build", "-p", package, "--target-dir"]).arg(&shim_target);
+    if profile == "release" {
+        cmd.arg("--release");
+    }
     let (host, target) = (
         env::var("HOST").unwrap_or_default(),
         env::var("TARGET").unwrap_or_default(),
@@ -501,23 +511,23 @@ fn build_shim(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
     }
     let output = cmd
         .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build the shim: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
     if !output.status.success() {
         panic!(
-            "building the shim (cargo build --release -p cuda-fault-shim --target-dir {}) failed:\n{}{}",
+            "building {package} (cargo build -p {package} --target-dir {}, {profile}) failed:\n{}{}",
             shim_target.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let mut so = shim_target;
+    let mut path = shim_target;
     if cross {
-        so.push(&target);
+        path.push(&target);
     }
-    so.push("release");
-    so.push("libcuda_intercept.so");
-    if !so.exists() {
-        panic!("the shim built but {} is missing", so.display());
+    path.push(profile);
+    path.push(artifact);
+    if !path.exists() {
+        panic!("{package} built but {} is missing", path.display());
     }
-    so
+    path
 }

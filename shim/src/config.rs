@@ -6,6 +6,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::envp;
+use crate::scenario::{self, Scenario};
 use crate::xids;
 
 pub const DEFAULT_TOGGLE: &str = "/host-fault/cuda_fault_enabled";
@@ -13,7 +14,7 @@ pub const DEFAULT_POLL_MS: u32 = 10;
 const MAX_POLL_MS: u64 = 3_600_000;
 const PATH_CAP: usize = 4096;
 const WARN_VALUE: usize = 48;
-const MAX_WARNINGS: usize = 5;
+const MAX_WARNINGS: usize = 10;
 
 pub struct Config {
     /// `CUDA_FAULT_INJECTION_ENABLED`: the state while no toggle file exists.
@@ -26,6 +27,8 @@ pub struct Config {
     pub poll_ms: u32,
     /// `CUDA_FAULT_LOG` != `0`.
     pub log: bool,
+    /// `CUDA_FAULT_DEVICES`, `_AFTER_CALLS`, `_AFTER_MS`, `_MODE`, `_STICKY`.
+    pub scenario: Scenario,
     warnings: [Warning; MAX_WARNINGS],
     nwarnings: usize,
 }
@@ -55,6 +58,7 @@ impl Config {
             toggle_len: d.len(),
             poll_ms: DEFAULT_POLL_MS,
             log: true,
+            scenario: Scenario { devices: None, after_calls: 0, after_ms: 0, hang: false, sticky: false },
             warnings: [Warning { var: "", value: [0; WARN_VALUE], len: 0, truncated: false, problem: "" };
                 MAX_WARNINGS],
             nwarnings: 0,
@@ -116,6 +120,36 @@ impl Config {
         }
         if envp::var("CUDA_FAULT_LOG") == Some(b"0") {
             c.log = false;
+        }
+        if let Some(v) = envp::var("CUDA_FAULT_DEVICES") {
+            match scenario::parse_devices(v) {
+                Some(d) => c.scenario.devices = Some(d),
+                None => c.warn("CUDA_FAULT_DEVICES", v, "is not a list of ordinals 0..63 or GPU-/MIG- UUIDs (at most 8); every device faults"),
+            }
+        }
+        if let Some(v) = envp::var("CUDA_FAULT_AFTER_CALLS") {
+            match envp::parse_u64(v) {
+                Some(n) => c.scenario.after_calls = n,
+                None => c.warn("CUDA_FAULT_AFTER_CALLS", v, "is not a number; faults start at once"),
+            }
+        }
+        if let Some(v) = envp::var("CUDA_FAULT_AFTER_MS") {
+            match envp::parse_u64(v) {
+                Some(n) => c.scenario.after_ms = n,
+                None => c.warn("CUDA_FAULT_AFTER_MS", v, "is not a number of milliseconds; faults start at once"),
+            }
+        }
+        if let Some(v) = envp::var("CUDA_FAULT_MODE") {
+            match scenario::parse_mode(v) {
+                Some(h) => c.scenario.hang = h,
+                None => c.warn("CUDA_FAULT_MODE", v, "is not error or hang; using error"),
+            }
+        }
+        if let Some(v) = envp::var("CUDA_FAULT_STICKY") {
+            match scenario::parse_bool(v) {
+                Some(b) => c.scenario.sticky = b,
+                None => c.warn("CUDA_FAULT_STICKY", v, "is not 1, true, 0 or false; not sticky"),
+            }
         }
         c
     }

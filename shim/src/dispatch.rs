@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 
 use crate::arch::{self, Regs};
 use crate::state::{self, gate};
-use crate::{flags, slots, xids, Api};
+use crate::{device, flags, scenario, slots, xids, Api};
 
 /// Returned to the assembly: forward to `cf_real[slot]` with the saved registers.
 const FORWARD: u64 = 0;
@@ -61,7 +61,7 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
         }
         return RETURN | u64::from(missing(meta.api));
     }
-    if meta.flags & flags::EXEMPT != 0 {
+    if meta.flags & flags::EXEMPT != 0 || device::asking() {
         return FORWARD;
     }
     let Some((xid, period)) = state::active() else {
@@ -76,6 +76,24 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
             None => return FORWARD, // this XID leaves NVML working
         },
     };
+    let sc = scenario::current();
+    if let Some(devices) = &sc.devices {
+        if !device::hits(devices, &meta, regs) {
+            return FORWARD;
+        }
+    }
+    if sc.after_ms > 0 && state::on_for_ms() < sc.after_ms {
+        return FORWARD;
+    }
+    if sc.after_calls > 0 && state::count_call() < sc.after_calls {
+        return FORWARD;
+    }
+    if sc.hang {
+        return hang(slot, &meta);
+    }
+    if sc.sticky {
+        state::latch();
+    }
     if meta.flags & flags::COUNT != 0 {
         let out = arch::arg(regs, 0) as *mut i32;
         if !out.is_null() {
@@ -88,4 +106,27 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
         crate::log::emit(format_args!("[XID {} SIM] {} -> {} ({})", row.xid, meta.name, error.name, error.code));
     }
     RETURN | u64::from(error.code)
+}
+
+/// Hang mode: a synchronizing call blocks, like a process stuck behind a GPU that fell off the
+/// bus, until the fault is turned off; then it goes through. Other calls pass (work is queued,
+/// never completed). The thread sleeps in `nanosleep`, so the process can be killed normally.
+fn hang(slot: usize, meta: &slots::Meta) -> u64 {
+    if meta.flags & flags::SYNC == 0 {
+        return FORWARD;
+    }
+    if let Some((xid, period)) = state::active() {
+        if slots::first_fault_in(slot, period) {
+            crate::log::emit(format_args!("[XID {} SIM] {} -> hangs (CUDA_FAULT_MODE=hang)", xids::XIDS[xid].xid, meta.name));
+        }
+    }
+    let nap = libc::timespec { tv_sec: 0, tv_nsec: 5_000_000 };
+    while state::active().is_some_and(|_| scenario::current().hang) {
+        if state::gate().load(Ordering::Acquire) & gate::EVERY_CALL != 0 {
+            crate::toggle::check();
+        }
+        // SAFETY: nap is valid; an interrupted sleep just loops.
+        unsafe { libc::nanosleep(&nap, core::ptr::null_mut()) };
+    }
+    FORWARD
 }

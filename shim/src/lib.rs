@@ -30,12 +30,14 @@ mod arch;
 #[macro_use]
 mod log;
 mod config;
+mod device;
 mod dispatch;
 mod dlsym;
 mod envp;
 mod gpa;
 mod names;
 mod resolve;
+mod scenario;
 mod slots;
 mod state;
 mod toggle;
@@ -62,6 +64,20 @@ pub mod flags {
     pub const SYNC: u8 = 2;
     /// A pure lookup: never faulted, never wrapped.
     pub const EXEMPT: u8 = 4;
+    /// Bits 4..7: 1 + the index of the argument holding the device ordinal, or 0.
+    const DEV_SHIFT: u8 = 4;
+
+    pub const fn dev_arg(index: u8) -> u8 {
+        (index + 1) << DEV_SHIFT
+    }
+
+    /// The index of the device-ordinal argument, if the function has one.
+    pub fn device_arg(flags: u8) -> Option<usize> {
+        match flags >> DEV_SHIFT {
+            0 => None,
+            n => Some(usize::from(n - 1)),
+        }
+    }
 }
 
 /// One exported function: its name, family and flags.

@@ -7,8 +7,9 @@
 //! faults off costs one load and one branch. A process that never calls CUDA never gets past
 //! the constructor: no thread, no file access, no output.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
+use crate::scenario::{self, Scenario};
 use crate::{config, toggle, xids};
 
 unsafe extern "C" {
@@ -35,6 +36,7 @@ pub fn gate() -> &'static AtomicU32 {
 pub struct Decision {
     pub on: bool,
     pub xid: usize,
+    pub scenario: Scenario,
 }
 
 /// Where a decision came from, for the one line printed at each change.
@@ -53,6 +55,35 @@ static PERIOD: AtomicU32 = AtomicU32::new(0);
 static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 /// First-call work: 0 not started, 1 running, 2 done (reset in a forked child).
 static STARTED: AtomicU8 = AtomicU8::new(0);
+/// When the current on-period began (CLOCK_MONOTONIC, ms), for `after_ms`.
+static ON_SINCE_MS: AtomicU64 = AtomicU64::new(0);
+/// Calls that would have faulted in the current on-period, for `after_calls`.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+/// A sticky fault was injected: the process stays faulted whatever the toggle says.
+static LATCHED: AtomicBool = AtomicBool::new(false);
+static LATCH_NOTED: AtomicBool = AtomicBool::new(false);
+
+pub fn monotonic_ms() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: t is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// Milliseconds since faults turned on.
+pub fn on_for_ms() -> u64 {
+    monotonic_ms().saturating_sub(ON_SINCE_MS.load(Ordering::Acquire))
+}
+
+/// Counts one would-be fault; returns how many came before it in this on-period.
+pub fn count_call() -> u64 {
+    CALLS.fetch_add(1, Ordering::AcqRel)
+}
+
+/// Latches a sticky fault (the first injected error of a sticky scenario).
+pub fn latch() {
+    LATCHED.store(true, Ordering::Release);
+}
 
 /// The active fault, if faults are on: (xid index, on-period number).
 pub fn active() -> Option<(usize, u32)> {
@@ -64,10 +95,21 @@ pub fn active() -> Option<(usize, u32)> {
 pub fn apply(d: Decision, source: Source) {
     let new = if d.on { ON_BIT | d.xid as u32 } else { 0 };
     let old = ACTIVE.load(Ordering::Acquire);
-    if old == new {
+    if LATCHED.load(Ordering::Acquire) {
+        if new != old && ANNOUNCED.load(Ordering::Acquire) && !LATCH_NOTED.swap(true, Ordering::AcqRel) {
+            say!("the toggle changed, but the fault is sticky: this process stays faulted until it restarts");
+        }
         return;
     }
-    if new != 0 && old == 0 {
+    let scenario_changed = d.on && scenario::current() != d.scenario;
+    if old == new && !scenario_changed {
+        return;
+    }
+    if d.on {
+        // A new on-period: the scenario first, so no call sees the new XID with an old scenario.
+        scenario::publish(&d.scenario);
+        CALLS.store(0, Ordering::Release);
+        ON_SINCE_MS.store(monotonic_ms(), Ordering::Release);
         PERIOD.fetch_add(1, Ordering::AcqRel);
     }
     ACTIVE.store(new, Ordering::Release);
@@ -83,14 +125,19 @@ pub fn apply(d: Decision, source: Source) {
     let row = &xids::XIDS[d.xid];
     match (d.on, source) {
         (true, Source::Env) => say!(
-            "faults ON: simulating XID {} ({}) [CUDA_FAULT_INJECTION_ENABLED, no toggle file at {}]",
+            "faults ON: simulating XID {} ({}){} [CUDA_FAULT_INJECTION_ENABLED, no toggle file at {}]",
             row.xid,
             row.description,
+            d.scenario,
             c.toggle_path()
         ),
-        (true, Source::File) => {
-            say!("faults ON: simulating XID {} ({}) [toggle file {}]", row.xid, row.description, c.toggle_path())
-        }
+        (true, Source::File) => say!(
+            "faults ON: simulating XID {} ({}){} [toggle file {}]",
+            row.xid,
+            row.description,
+            d.scenario,
+            c.toggle_path()
+        ),
         (false, Source::Env) => say!("faults OFF [toggle file {} removed; environment says off]", c.toggle_path()),
         (false, Source::File) => say!("faults OFF [toggle file {}]", c.toggle_path()),
     }

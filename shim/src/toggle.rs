@@ -1,4 +1,5 @@
-//! The toggle file: `1`, `1 <xid>` or `0` (see README), on a hostPath so it outlives the pod.
+//! The toggle file: `1`, `1 <xid>`, `1 [<xid>] key=value…` or `0` (see README), on a hostPath
+//! so it outlives the pod.
 //!
 //! A check costs one `stat`; the file is opened and read (at most `READ_MAX` bytes, never
 //! blocking) only when its metadata changed, or while its mtime is too recent to trust: a second
@@ -10,6 +11,7 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::envp::{self, errno};
+use crate::scenario::Overrides;
 use crate::state::{self, Decision, Source};
 use crate::{config, xids};
 
@@ -58,12 +60,13 @@ static CACHE: Guarded = Guarded(UnsafeCell::new(Cache { known: false, meta: Meta
 /// What the file says.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Content {
-    On { xid: Option<u64> },
+    On { xid: Option<u64>, keys: Overrides },
     Off,
     Invalid(&'static str),
 }
 
-/// Parses the file's first bytes: first word `1` or `0`, then for `1` an optional XID.
+/// Parses the file's first bytes: first word `1` or `0`, then for `1` an optional XID and
+/// scenario keys.
 pub fn parse(bytes: &[u8]) -> Content {
     let mut words = bytes.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
     let Some(first) = words.next() else {
@@ -73,13 +76,20 @@ pub fn parse(bytes: &[u8]) -> Content {
         b"0" => Content::Off,
         b"1" => {
             let mut xid = None;
-            for w in words {
+            let mut keys = Overrides::default();
+            for (i, w) in words.enumerate() {
+                if w.contains(&b'=') {
+                    if let Err(why) = keys.set(w) {
+                        return Content::Invalid(why);
+                    }
+                    continue;
+                }
                 match envp::parse_u64(w) {
-                    Some(n) if xid.is_none() => xid = Some(n),
+                    Some(n) if i == 0 => xid = Some(n),
                     _ => return Content::Invalid("has words after '1' that are not one XID number"),
                 }
             }
-            Content::On { xid }
+            Content::On { xid, keys }
         }
         _ => Content::Invalid("does not start with the word 1 or 0"),
     }
@@ -103,7 +113,7 @@ pub fn reset_after_fork() {
 
 fn env_decision() -> Decision {
     let c = config::get();
-    Decision { on: c.env_enabled, xid: c.env_xid }
+    Decision { on: c.env_enabled, xid: c.env_xid, scenario: c.scenario }
 }
 
 fn check_locked(cache: &mut Cache) {
@@ -138,7 +148,7 @@ fn check_locked(cache: &mut Cache) {
     cache.meta = meta;
     cache.racy = is_recent(&meta);
     let decision = match content {
-        Content::On { xid } => {
+        Content::On { xid, keys } => {
             let idx = match xid {
                 None => c.env_xid,
                 Some(x) => match xids::index_of(x) {
@@ -158,15 +168,15 @@ fn check_locked(cache: &mut Cache) {
                     }
                 },
             };
-            Decision { on: true, xid: idx }
+            Decision { on: true, xid: idx, scenario: keys.over(&c.scenario) }
         }
-        Content::Off => Decision { on: false, xid: c.env_xid },
+        Content::Off => Decision { on: false, ..env_decision() },
         Content::Invalid(why) => {
             if cache.warned != Some(meta) {
                 cache.warned = Some(meta);
                 say!("toggle file {} {}; faults off (write '1', '1 <xid>' or '0')", c.toggle_path(), why);
             }
-            Decision { on: false, xid: c.env_xid }
+            Decision { on: false, ..env_decision() }
         }
     };
     state::apply(decision, Source::File);
@@ -219,18 +229,27 @@ mod tests {
 
     #[test]
     fn parses_the_documented_forms() {
-        assert_eq!(parse(b"1"), Content::On { xid: None });
-        assert_eq!(parse(b"1\n"), Content::On { xid: None });
-        assert_eq!(parse(b"  \n1 48\n"), Content::On { xid: Some(48) });
-        assert_eq!(parse(b"1\t79"), Content::On { xid: Some(79) });
+        let none = Overrides::default();
+        assert_eq!(parse(b"1"), Content::On { xid: None, keys: none });
+        assert_eq!(parse(b"1\n"), Content::On { xid: None, keys: none });
+        assert_eq!(parse(b"  \n1 48\n"), Content::On { xid: Some(48), keys: none });
+        assert_eq!(parse(b"1\t79"), Content::On { xid: Some(79), keys: none });
         assert_eq!(parse(b"0\n"), Content::Off);
         assert_eq!(parse(b"0 48"), Content::Off);
-        assert_eq!(parse(b"1 999999"), Content::On { xid: Some(999_999) });
+        assert_eq!(parse(b"1 999999"), Content::On { xid: Some(999_999), keys: none });
+        let Content::On { xid, keys } = parse(b"1 79 devices=1 after_ms=5000\n") else { panic!() };
+        assert_eq!((xid, keys.after_ms, keys.devices.map(|d| d.ordinals)), (Some(79), Some(5000), Some(2)));
+        let Content::On { xid, keys } = parse(b"1 mode=hang sticky=1") else { panic!() };
+        assert_eq!((xid, keys.hang, keys.sticky), (None, Some(true), Some(true)));
     }
 
     #[test]
     fn everything_else_is_invalid() {
-        for bad in [&b""[..], b"   \n", b"true", b"yes", b"10", b"1abc", b"2", b"\x00\x01\xff", b"1 48 49", b"1 abc", b"on"] {
+        for bad in [
+            &b""[..], b"   \n", b"true", b"yes", b"10", b"1abc", b"2", b"\x00\x01\xff", b"1 48 49", b"1 abc", b"on",
+            b"1 devices=", b"1 devices=a", b"1 after_ms=-1", b"1 mode=crash", b"1 sticky=2", b"1 foo=1",
+            b"1 mode=hang mode=error", b"1 mode=hang 48", b"1 =", b"1 after_calls=1e3",
+        ] {
             assert!(matches!(parse(bad), Content::Invalid(_)), "{bad:?}");
         }
     }

@@ -301,3 +301,119 @@ pub fn write_atomic(path: &Path, content: &[u8]) {
 pub fn shim_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.starts_with("[cuda-fault]") || l.starts_with("[XID ")).collect()
 }
+
+/// The `cuda-fault` helper binary, built by build.rs (override with `$CUDA_FAULT_HELPER`).
+pub fn helper_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CUDA_FAULT_HELPER") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CUDA_FAULT_HELPER_BIN"))
+}
+
+// ------------------------------------------------------------------------------------------
+// The shipped artifacts (manifests/image/build.sh) and the tools around them
+
+/// The workspace root (above `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// How long `manifests/image/build.sh` may take: a cold cross build of the shim and the helper
+/// is minutes on a loaded 2-core machine.
+pub const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+/// Panics, naming how to install it, unless `tool` is on PATH: tests that need a tool fail
+/// without it, they never skip.
+pub fn require_tool(tool: &str, install: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(tool);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("{tool} is not installed (not on PATH): {install}");
+}
+
+/// Runs `manifests/image/build.sh ARCH [ARGS]` with `env` added, and returns its last stdout
+/// line. Its cargo builds use a target directory of their own (`target/image-build`), never
+/// the one this test run holds locked. Variables cargo set for this test process are dropped.
+pub fn run_image_build(arch: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    require_tool("cargo-zigbuild", "pip install cargo-zigbuild (it brings zig)");
+    let script = workspace_root().join("manifests/image/build.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(arch).args(args).current_dir(workspace_root()).stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        let cargo_set = matches!(
+            key.as_str(),
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_BIN_NAME"
+                | "OUT_DIR"
+        ) || key.starts_with("CARGO_PKG_");
+        if cargo_set {
+            cmd.env_remove(&key);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let r = finish(child, IMAGE_BUILD_TIMEOUT);
+    if !r.success() {
+        let tail: Vec<&str> = r.stderr.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!(
+            "{} {arch} {args:?} failed (status {}{}):\n{}\n--- stdout ---\n{}",
+            script.display(),
+            r.status,
+            if r.timed_out { ", timed out" } else { "" },
+            tail.join("\n"),
+            r.stdout
+        );
+    }
+    r.stdout.lines().last().unwrap_or_else(|| panic!("{} printed nothing", script.display())).to_string()
+}
+
+/// The two files the image of `arch` (`x86_64` or `aarch64`) ships, as build.sh builds them.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    /// `cuda_intercept.so`: the shim, built for glibc 2.17.
+    pub shim: PathBuf,
+    /// `cuda-fault`: the static musl helper.
+    pub helper: PathBuf,
+}
+
+/// Builds and stages the shipped files of `arch` with build.sh (`CUDA_FAULT_IMAGE_STAGE_ONLY=1`,
+/// no buildah), once per test process and architecture, into a staging directory of this
+/// process.
+pub fn shipped(arch: &str) -> Shipped {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static STAGED: OnceLock<Mutex<HashMap<String, Shipped>>> = OnceLock::new();
+    let mut staged = STAGED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = staged.get(arch) {
+        return found.clone();
+    }
+    let stage = std::env::temp_dir().join(format!("cuda-fault-test-{}-stage-{arch}", std::process::id()));
+    let stage_str = stage.display().to_string();
+    let printed = run_image_build(
+        arch,
+        &[],
+        &[("CUDA_FAULT_IMAGE_STAGE_ONLY", "1"), ("CUDA_FAULT_IMAGE_STAGE_DIR", &stage_str)],
+    );
+    assert_eq!(Path::new(&printed), stage, "build.sh printed {printed:?} as the staging directory");
+    let found = Shipped { shim: stage.join("cuda_intercept.so"), helper: stage.join("cuda-fault") };
+    for file in [&found.shim, &found.helper] {
+        assert!(file.is_file(), "build.sh did not stage {}", file.display());
+    }
+    staged.insert(arch.to_string(), found.clone());
+    found
+}

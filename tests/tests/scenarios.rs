@@ -1,0 +1,286 @@
+//! Issue 7: fault scenarios beyond on/off: one GPU of many (ordinals and UUIDs, runtime, driver,
+//! NVML), delayed faults (after N calls, after T ms), hang mode, sticky faults, and the same
+//! settings through the toggle file, including every malformed form.
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use cuda_fault_tests::{finish, fixture, run, scratch_dir, shim_lines, spawn, write_atomic, Run};
+
+const T: Duration = Duration::from_secs(30);
+/// The fake stack's device 0 and 1 UUIDs (the fake driver and the fake NVML agree).
+const UUID0: &str = "GPU-fa4ec0da-0000-4000-8000-000000000000";
+const UUID1: &str = "GPU-fa4ec0da-0000-4000-8000-000000000001";
+
+fn env<'a>(toggle: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut e = vec![("CUDA_FAULT_TOGGLE_FILE", toggle)];
+    e.extend_from_slice(extra);
+    e
+}
+
+fn workload_on(toggle: &str, device: &str, devices: &str) -> Run {
+    let e = env(toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("WORKLOAD_DEVICE", device), ("CUDA_FAULT_DEVICES", devices)]);
+    run(&fixture("workload"), &["3"], &e, true, T)
+}
+
+#[test]
+fn only_the_listed_device_fails_by_ordinal_or_uuid() {
+    let dir = scratch_dir("devices");
+    let toggle = dir.join("absent").display().to_string();
+    for (devices, bad) in [("1", "1"), (UUID1, "1"), ("0", "0"), (UUID0, "0"), ("0,1", "both")] {
+        for device in ["0", "1"] {
+            let r = workload_on(&toggle, device, devices);
+            let should_fail = bad == device || bad == "both";
+            if should_fail {
+                assert_eq!(r.status, 1, "devices={devices} device={device}:\n{}", r.describe());
+                // cudaGetDeviceCount concerns every device and still answers; the device's own calls fail.
+                assert!(r.has_line("devices 2"), "{}", r.describe());
+                assert!(r.has_line("FAIL cudaSetDevice cudaErrorNoDevice 100"), "{}", r.describe());
+            } else {
+                assert!(r.success() && r.has_line("workload ok"), "devices={devices} device={device}:\n{}", r.describe());
+            }
+        }
+    }
+    let r = workload_on(&toggle, "1", "1");
+    assert!(r.stderr.starts_with("[cuda-fault] faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) ["), "{}", r.describe());
+}
+
+#[test]
+fn driver_calls_are_attributed_to_the_current_context_and_device_arguments() {
+    let dir = scratch_dir("devices-driver");
+    let toggle = dir.join("absent").display().to_string();
+    // triton_like works on device 0 only.
+    for (devices, fails) in [("1", false), (UUID1, false), ("0", true), (UUID0, true)] {
+        let e = env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_FAULT_DEVICES", devices)]);
+        let r = run(&fixture("triton_like"), &[], &e, true, T);
+        if fails {
+            // cuInit and the device count concern every device; the context of device 0 fails,
+            // so the launch has no context: the driver itself answers CUDA_ERROR_INVALID_CONTEXT.
+            assert_eq!(r.lines(), ["cuInit 0", "count 2", "ctx 100", "launch 201", "kernel not-run"], "{devices}:\n{}", r.describe());
+        } else {
+            assert_eq!(r.lines(), ["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"], "{devices}:\n{}", r.describe());
+        }
+    }
+}
+
+#[test]
+fn nvml_handles_of_the_faulted_gpu_are_lost_while_the_others_work() {
+    let dir = scratch_dir("devices-nvml");
+    let toggle = dir.join("absent").display().to_string();
+    // nvml_probe asks for device 0.
+    let e = env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_FAULT_DEVICES", "0")]);
+    let r = run(&fixture("nvml_probe"), &[], &e, true, T);
+    assert!(r.has_line("nvmlInit_v2 0") && r.has_line("count 2"), "{}", r.describe());
+    assert!(r.has_line("nvmlDeviceGetHandleByIndex_v2 15"), "{}", r.describe());
+    for devices in ["1", UUID1] {
+        let e = env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_FAULT_DEVICES", devices)]);
+        let r = run(&fixture("nvml_probe"), &[], &e, true, T);
+        let bare = run(&fixture("nvml_probe"), &[], &env(&toggle, &[]), false, T);
+        assert_eq!(r.stdout, bare.stdout, "devices={devices} must leave device 0 alone");
+    }
+    let e = env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_FAULT_DEVICES", UUID0)]);
+    let r = run(&fixture("nvml_probe"), &[], &e, true, T);
+    assert!(r.has_line("nvmlDeviceGetHandleByIndex_v2 15"), "{}", r.describe());
+}
+
+#[test]
+fn after_calls_lets_the_first_n_calls_pass() {
+    let dir = scratch_dir("after-calls");
+    let toggle = dir.join("absent").display().to_string();
+    // driver_linked calls cuInit, cuDriverGetVersion (a lookup, never counted), cuDeviceGetCount,
+    // cuDeviceGet, cuDevicePrimaryCtxRetain, ... directly.
+    let e = env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_FAULT_AFTER_CALLS", "3")]);
+    let r = run(&fixture("driver_linked"), &[], &e, true, T);
+    assert_eq!(
+        r.lines()[..6],
+        ["cuInit 0", "cuDriverGetVersion 0", "cuDeviceGetCount 0", "cuDeviceGet 0", "cuDevicePrimaryCtxRetain 100", "cuCtxSetCurrent 100"],
+        "{}",
+        r.describe()
+    );
+    // The same through the toggle file.
+    let file = dir.join("toggle");
+    write_atomic(&file, b"1 48 after_calls=1\n");
+    let f = file.display().to_string();
+    let r = run(&fixture("driver_linked"), &[], &env(&f, &[]), true, T);
+    assert_eq!(r.lines()[..4], ["cuInit 0", "cuDriverGetVersion 0", "cuDeviceGetCount 214", "cuDeviceGet 214"], "{}", r.describe());
+}
+
+/// Spawns the endless workload and returns a channel of its stdout lines.
+fn endless(envs: &[(&str, &str)], sleep_ms: &str) -> (std::process::Child, mpsc::Receiver<(Instant, String)>) {
+    let mut e = envs.to_vec();
+    e.push(("WORKLOAD_FOREVER", "1"));
+    let mut child = spawn(&fixture("workload"), &["0", sleep_ms], &e, true);
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for(rx: &mpsc::Receiver<(Instant, String)>, pred: impl Fn(&str) -> bool) -> (Instant, String) {
+    loop {
+        let (t, l) = rx.recv_timeout(T).expect("no such line before the timeout");
+        if pred(&l) {
+            return (t, l);
+        }
+    }
+}
+
+#[test]
+fn after_ms_delays_the_fault_after_turning_on() {
+    let dir = scratch_dir("after-ms");
+    let file = dir.join("toggle");
+    let f = file.display().to_string();
+    let (child, rx) = endless(&env(&f, &[]), "5");
+    wait_for(&rx, |l| l == "step 2 ok");
+    write_atomic(&file, b"1 48 after_ms=400\n");
+    let written = Instant::now();
+    let (failed_at, line) = wait_for(&rx, |l| l.starts_with("FAIL "));
+    assert!(line.ends_with("cudaErrorECCUncorrectable 214"), "{line}");
+    let delay = failed_at - written;
+    // The lower bound is the point: the workload kept serving for the configured time.
+    assert!(delay >= Duration::from_millis(400), "failed after {delay:?}");
+    assert!(delay < Duration::from_secs(5), "failed after {delay:?}");
+    let r = finish(child, T);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("(after 400 ms)"), "{}", r.describe());
+}
+
+#[test]
+fn hang_mode_blocks_synchronizing_calls_until_the_toggle_goes_off() {
+    let dir = scratch_dir("hang");
+    let file = dir.join("toggle");
+    let f = file.display().to_string();
+    write_atomic(&file, b"0\n");
+    let (child, rx) = endless(&env(&f, &[("CUDA_FAULT_MODE", "hang")]), "5");
+    wait_for(&rx, |l| l == "step 2 ok");
+    write_atomic(&file, b"1 79\n");
+    // Let the fault reach the loop, then watch for silence: no step completes while hanging.
+    std::thread::sleep(Duration::from_millis(200));
+    while rx.try_recv().is_ok() {}
+    assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "the workload kept stepping in hang mode");
+    let mut child = child;
+    assert!(child.try_wait().unwrap().is_none(), "the workload must hang, not exit");
+    write_atomic(&file, b"0\n");
+    let (_, line) = wait_for(&rx, |l| l.starts_with("step "));
+    assert!(line.ends_with(" ok"), "{line}");
+    // A hung process can still be killed normally: hang again, then SIGTERM.
+    write_atomic(&file, b"1 79\n");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc_kill(child.id() as i32, 15) }, 0);
+    let r = finish(child, Duration::from_secs(5));
+    assert!(!r.timed_out, "SIGTERM did not end the hung process");
+    assert_eq!(r.status, 128 + 15, "{}", r.describe());
+    assert!(r.stderr.contains("[XID 79 SIM] cudaStreamSynchronize -> hangs (CUDA_FAULT_MODE=hang)"), "{}", r.describe());
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Runs flip_probe for `ms` while `script` writes the toggle; returns its "code N" lines.
+fn flips(toggle: &std::path::Path, extra: &[(&str, &str)], script: &[(u64, &[u8])], ms: &str) -> Run {
+    let f = toggle.display().to_string();
+    let mut e = env(&f, &[("CUDA_FAULT_POLL_MS", "1")]);
+    e.extend_from_slice(extra);
+    let child = spawn(&fixture("flip_probe"), &[ms], &e, true);
+    let start = Instant::now();
+    for (at, content) in script {
+        let due = Duration::from_millis(*at);
+        if let Some(wait) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        write_atomic(toggle, content);
+    }
+    finish(child, T)
+}
+
+#[test]
+fn sticky_faults_survive_the_toggle_going_off() {
+    let dir = scratch_dir("sticky");
+    let file = dir.join("toggle");
+    write_atomic(&file, b"0\n");
+    // Not sticky (the default): the process recovers.
+    let r = flips(&file, &[], &[(150, b"1 48\n"), (450, b"0\n")], "900");
+    assert_eq!(r.lines(), ["code 0", "code 214", "code 0"], "{}", r.describe());
+    // Sticky by environment: it does not.
+    write_atomic(&file, b"0\n");
+    let r = flips(&file, &[("CUDA_FAULT_STICKY", "1")], &[(150, b"1 48\n"), (450, b"0\n")], "900");
+    assert_eq!(r.lines(), ["code 0", "code 214"], "{}", r.describe());
+    assert!(
+        shim_lines(&r.stderr).contains(&"[cuda-fault] the toggle changed, but the fault is sticky: this process stays faulted until it restarts"),
+        "{}",
+        r.describe()
+    );
+    // Sticky by toggle file.
+    write_atomic(&file, b"0\n");
+    let r = flips(&file, &[], &[(150, b"1 95 sticky=1\n"), (450, b"0\n")], "900");
+    assert_eq!(r.lines(), ["code 0", "code 999"], "{}", r.describe());
+    // A new process on the same node starts clean (the toggle says off).
+    let r = flips(&file, &[], &[], "100");
+    assert_eq!(r.lines(), ["code 0"]);
+}
+
+#[test]
+fn the_toggle_file_carries_the_scenario_and_bad_keys_turn_it_off_with_one_warning() {
+    let dir = scratch_dir("toggle-keys");
+    let file = dir.join("toggle");
+    let f = file.display().to_string();
+    // devices= in the file overrides the environment's list.
+    write_atomic(&file, b"1 79 devices=1\n");
+    let e = env(&f, &[("CUDA_FAULT_DEVICES", "0")]);
+    assert!(run(&fixture("workload"), &["3"], &e, true, T).success());
+    let mut e1 = e.clone();
+    e1.push(("WORKLOAD_DEVICE", "1"));
+    let r = run(&fixture("workload"), &["3"], &e1, true, T);
+    assert!(r.has_line("FAIL cudaSetDevice cudaErrorNoDevice 100"), "{}", r.describe());
+    assert!(r.stderr.contains("faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) [toggle file "), "{}", r.describe());
+
+    let cases: &[(&[u8], &str)] = &[
+        (b"1 79 devices=\n", "has a bad devices= list"),
+        (b"1 79 devices=64\n", "has a bad devices= list"),
+        (b"1 79 devices=GPU-123\n", "has a bad devices= list"),
+        (b"1 after_ms=soon\n", "has a bad after_ms= number"),
+        (b"1 after_calls=-1\n", "has a bad after_calls= number"),
+        (b"1 mode=crash\n", "has a mode= other than error or hang"),
+        (b"1 sticky=2\n", "has a sticky= other than 1 or 0"),
+        (b"1 colour=blue\n", "has an unknown key"),
+        (b"1 mode=hang mode=error\n", "repeats a key"),
+        (b"1 mode=hang 48\n", "has words after '1' that are not one XID number"),
+    ];
+    for (content, why) in cases {
+        write_atomic(&file, content);
+        let r = run(&fixture("workload"), &["3"], &env(&f, &[("CUDA_FAULT_INJECTION_ENABLED", "1")]), true, T);
+        assert!(r.success(), "{:?}:\n{}", String::from_utf8_lossy(content), r.describe());
+        let lines = shim_lines(&r.stderr);
+        assert_eq!(lines.len(), 1, "{}", r.describe());
+        assert!(lines[0].starts_with(&format!("[cuda-fault] toggle file {f} {why}")), "{} vs {why}", lines[0]);
+    }
+}
+
+#[test]
+fn bad_scenario_environment_values_warn_once_and_fall_back() {
+    let dir = scratch_dir("scenario-env");
+    let toggle = dir.join("absent").display().to_string();
+    let cases = [
+        ("CUDA_FAULT_DEVICES", "gpu1", "[cuda-fault] CUDA_FAULT_DEVICES='gpu1' is not a list of ordinals 0..63 or GPU-/MIG- UUIDs (at most 8); every device faults"),
+        ("CUDA_FAULT_AFTER_CALLS", "x", "[cuda-fault] CUDA_FAULT_AFTER_CALLS='x' is not a number; faults start at once"),
+        ("CUDA_FAULT_AFTER_MS", "5s", "[cuda-fault] CUDA_FAULT_AFTER_MS='5s' is not a number of milliseconds; faults start at once"),
+        ("CUDA_FAULT_MODE", "freeze", "[cuda-fault] CUDA_FAULT_MODE='freeze' is not error or hang; using error"),
+        ("CUDA_FAULT_STICKY", "maybe", "[cuda-fault] CUDA_FAULT_STICKY='maybe' is not 1, true, 0 or false; not sticky"),
+    ];
+    for (var, value, warning) in cases {
+        let r = run(&fixture("workload"), &["3"], &env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), (var, value)]), true, T);
+        assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{var}:\n{}", r.describe());
+        assert_eq!(shim_lines(&r.stderr)[0], warning, "{}", r.describe());
+    }
+}
