@@ -402,7 +402,17 @@ pub fn shipped(arch: &str) -> Shipped {
     if let Some(found) = staged.get(arch) {
         return found.clone();
     }
-    let stage = std::env::temp_dir().join(format!("cuda-fault-test-{}-stage-{arch}", std::process::id()));
+    // Staging directories of test processes that have ended are removed.
+    let tmp = std::env::temp_dir();
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("cuda-fault-test-").and_then(|r| r.split_once("-stage-")).map(|(p, _)| p) {
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let stage = tmp.join(format!("cuda-fault-test-{}-stage-{arch}", std::process::id()));
     let stage_str = stage.display().to_string();
     let printed = run_image_build(
         arch,
