@@ -690,10 +690,10 @@ mod tests {
         };
         assert_eq!(
             Verb::Enable(t).command().join(" "),
-            "/cuda-fault enable --file /host-fault/cuda_fault_enabled --xid 48 --devices 1,GPU-12345678 \
+            "/usr/local/bin/cuda-fault enable --file /host-fault/cuda_fault_enabled --xid 48 --devices 1,GPU-12345678 \
              --after-calls 7 --after 5000ms --mode hang --sticky"
         );
-        assert_eq!(Verb::Clean.command().join(" "), "/cuda-fault clean --file /host-fault/cuda_fault_enabled");
+        assert_eq!(Verb::Clean.command().join(" "), "/usr/local/bin/cuda-fault clean --file /host-fault/cuda_fault_enabled");
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn permission_denied_exits_13_and_writes_nothing() {
     // A copy of the binary inside the 0755 temporary directory, so uid 65534 can run it wherever
     // the checkout lives.
     let bin = d.path().join("cuda-fault");
-    fs::copy(BIN, &bin).unwrap();
+    copy_binary(&bin);
     let run = |args: &[&str]| {
         let mut c = StdCommand::new(&bin);
         c.args(args).env_remove("CUDA_FAULT_TOGGLE_FILE");
@@ -472,6 +472,22 @@ fn xids_text_and_json_come_from_the_table() {
     }
 }
 
+/// Copies the helper binary to `dest` and waits until it can be executed. A child that another
+/// test thread forks while `fs::copy` holds the destination open keeps a writable descriptor to
+/// it until that child execs; executing the copy meanwhile fails with ETXTBSY ("Text file
+/// busy"). Once one exec succeeds no such descriptor is left, so later runs are safe.
+fn copy_binary(dest: &Path) {
+    fs::copy(BIN, dest).unwrap();
+    for _ in 0..200 {
+        match StdCommand::new(dest).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => panic!("cannot run {}: {e}", dest.display()),
+            Ok(_) => return,
+        }
+    }
+    panic!("{} stayed busy", dest.display());
+}
+
 #[test]
 fn install_copies_the_library_atomically() {
     let d = tmp();
@@ -494,7 +510,7 @@ fn install_copies_the_library_atomically() {
     // Default source: cuda_intercept.so beside the binary (as in the FROM-scratch image).
     let image = d.path().join("image");
     fs::create_dir(&image).unwrap();
-    fs::copy(BIN, image.join("cuda-fault")).unwrap();
+    copy_binary(&image.join("cuda-fault"));
     let out2 = d.path().join("out2");
     Command::new(image.join("cuda-fault")).args(["install", p(&out2)]).assert().code(66).stderr(
         predicate::str::contains(format!("{} not found", image.join("cuda_intercept.so").display()))
