@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build -q -p cuda-fault -p cuda-fault-tests --bins
-exec target/debug/demo
+exec target/debug/demo "$@"

@@ -6,6 +6,8 @@
 //! The fake stack and every program are documented at the top of their C file, including the
 //! exact lines they print.
 
+pub mod containers;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

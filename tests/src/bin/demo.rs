@@ -1,14 +1,17 @@
-//! The recovery story on one machine, with plain processes: two "nodes" (two directories
-//! standing for /var/lib/cuda-fault-test on node A and node B), a PyTorch-shaped worker on the
-//! bundled fake CUDA stack with the shim preloaded, a restart loop with back-off like the
-//! kubelet's, and the cuda-fault helper writing the toggle. Run it with ./demo.sh.
+//! The recovery story on one machine: two "nodes" (two directories standing for
+//! /var/lib/cuda-fault-test on node A and node B), a PyTorch-shaped worker on the bundled fake
+//! CUDA stack with the shim preloaded, a restart loop with back-off like the kubelet's, and the
+//! cuda-fault helper writing the toggle. With podman, buildah and cargo-zigbuild installed it runs
+//! real containers from the shipped image (init container, read-only non-root worker, node Job);
+//! otherwise (or with --processes) plain processes. Run it with ./demo.sh.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::{finish, fixture, run, scratch_dir, spawn, Run};
+use cuda_fault_tests::containers::{build_worker, Cluster, Podman, RemoveOnDrop};
+use cuda_fault_tests::{finish, fixture, run, run_image_build, scratch_dir, shipped, spawn, Run};
 
 const STEP_PAUSE: Duration = Duration::from_millis(400);
 
@@ -60,7 +63,81 @@ fn run_worker(node: &Path, label: &str) -> Run {
     r
 }
 
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
 fn main() {
+    let processes = std::env::args().any(|a| a == "--processes");
+    if !processes && ["podman", "buildah", "runc", "cargo-zigbuild"].iter().all(|t| on_path(t)) {
+        containers();
+    } else {
+        if !processes {
+            println!("(podman, buildah, runc or cargo-zigbuild missing: running the story with plain processes)");
+        }
+        plain_processes();
+    }
+}
+
+fn show_container(label: &str, r: &Run) {
+    show(label, r);
+}
+
+/// The story in real containers from the shipped image.
+fn containers() {
+    let root = scratch_dir("demo-containers");
+    let _remove = RemoveOnDrop(root.clone());
+    println!("cuda-fault demo: the XID recovery story in real containers (podman + runc; no GPU, no cluster)");
+    say("0. Build the image (manifests/image/build.sh; cached after the first run) and a worker image");
+    let t0 = Instant::now();
+    let archive = root.join("cuda-fault.tar");
+    let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);
+    let (built, _) = printed.split_once(' ').expect("build.sh prints IMAGE ARCHIVE");
+    let podman = Podman::new(&root.join("podman"));
+    podman.ok(&["load", "--input", &archive.display().to_string()]);
+    let image = format!("localhost/cuda-fault-demo-{}:x86_64", std::process::id());
+    podman.ok(&["tag", built, &image]);
+    let worker = format!("localhost/cuda-fault-demo-worker-{}:latest", std::process::id());
+    let workload = fixture("workload");
+    build_worker(&podman, &root.join("worker"), &worker, &workload, &shipped("x86_64").shim);
+    println!("    images ready in {:.1} s: {built} (helper + shim, FROM scratch) and a worker on the fake CUDA stack", t0.elapsed().as_secs_f64());
+    let cluster = Cluster::new(&podman, image, worker, &workload);
+    let (a, b) = (Cluster::node_dir(&root, "node-a"), Cluster::node_dir(&root, "node-b"));
+
+    say("1. A pod on node A: init container installs the shim into the emptyDir; the worker serves (faults off)");
+    let r = cluster.pod(&a);
+    show_container("pod@A", &r);
+    assert!(r.success());
+
+    say("2. `cuda-fault node A enable --xid 79`: a node Job from the same image writes A's toggle");
+    show_container("job@A", &cluster.node_job(&a, &["enable", "--xid", "79"]));
+
+    say("3. The worker crashes; the kubelet restarts it on node A with back-off; it keeps crashing");
+    let mut backoff = Duration::from_millis(100);
+    for attempt in 1..=3 {
+        let r = cluster.pod(&a);
+        show_container(&format!("pod@A try {attempt}"), &r);
+        assert_eq!(r.status, 1);
+        println!("    restart in {} ms (CrashLoopBackOff)", backoff.as_millis());
+        std::thread::sleep(backoff);
+        backoff *= 2;
+    }
+
+    say("4. NVSentinel cordons node A; the scheduler places the pod on node B, where it serves");
+    let r = cluster.pod(&b);
+    show_container("pod@B", &r);
+    assert!(r.success());
+
+    say("5. `cuda-fault node A clean`: the marker is gone; a new pod on A serves again");
+    show_container("job@A", &cluster.node_job(&a, &["clean"]));
+    let r = cluster.pod(&a);
+    show_container("pod@A", &r);
+    assert!(r.success());
+    println!("\n\x1b[1mdemo complete\x1b[0m (containers)");
+}
+
+/// The story with plain processes.
+fn plain_processes() {
     let root = scratch_dir("demo");
     let (node_a, node_b) = (root.join("node-a"), root.join("node-b"));
     std::fs::create_dir_all(&node_a).unwrap();
