@@ -61,7 +61,7 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
         }
         return RETURN | u64::from(missing(meta.api));
     }
-    if meta.flags & flags::EXEMPT != 0 || device::asking() {
+    if meta.flags & flags::EXEMPT != 0 {
         return FORWARD;
     }
     let Some((xid, period)) = state::active() else {
@@ -78,7 +78,8 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
     };
     let sc = scenario::current();
     if let Some(devices) = &sc.devices {
-        if !device::hits(devices, &meta, regs) {
+        // Calls the CUDA library makes while the shim asks it for a device pass untouched.
+        if device::asking() || !device::hits(devices, &meta, regs) {
             return FORWARD;
         }
     }

@@ -157,6 +157,27 @@ def w_xid48_text():
     _report(ok="uncorrectable ECC error encountered" in err, detail=err.splitlines()[0] if err else "no error")
 
 
+def w_devices_other():
+    """CUDA_FAULT_DEVICES names a GPU this process does not use: GPU 0 keeps working."""
+    import torch
+    x = torch.ones(1024, device="cuda:0")
+    _report(ok=bool((x * 2).sum().item() == 2048), detail=f"GPU 0 works with devices={os.environ.get('CUDA_FAULT_DEVICES')}")
+
+
+def w_hang():
+    """Hang mode: synchronize blocks while the toggle is on and returns once it goes off."""
+    import torch
+    x = torch.ones(1 << 16, device="cuda")
+    torch.cuda.synchronize()
+    print("ready", flush=True)
+    t0 = time.monotonic()
+    time.sleep(0.05)
+    y = (x * 2).sum()
+    torch.cuda.synchronize()  # blocks until the parent turns the toggle off
+    blocked = time.monotonic() - t0
+    _report(ok=blocked >= 1.0 and y.item() == 2 * x.numel(), detail=f"synchronize returned after {blocked:.1f} s")
+
+
 def w_launches():
     import torch
     x = torch.ones(16, device="cuda")
@@ -177,7 +198,7 @@ WORKERS = {k[2:]: v for k, v in dict(globals()).items() if k.startswith("w_")}
 # --------------------------------------------------------------------------------------------
 # Parent
 
-def child(name, env_extra, preload=True, timeout=120, toggle=None, toggle_text=None):
+def child(name, env_extra, preload=True, timeout=120, toggle=None, toggle_text=None, release_after=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if preload:
@@ -196,6 +217,12 @@ def child(name, env_extra, preload=True, timeout=120, toggle=None, toggle_text=N
             f.write(toggle_text)
         written = time.time()
         os.rename(tmp, toggle)
+        if release_after is not None:
+            time.sleep(release_after)
+            with open(tmp, "w") as f:
+                f.write("0\n")
+            os.rename(tmp, toggle)
+            written = None
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -234,6 +261,15 @@ def main():
         if os.path.exists(toggle):
             os.remove(toggle)
         check(f"toggle mid-loop: {name[7:]}", child(name, base, toggle=toggle, toggle_text="1 79\n"), "[XID 79 SIM]")
+    if os.path.exists(toggle):
+        os.remove(toggle)
+    ngpu = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout.count("GPU ")
+    check("devices=<other GPU>: GPU 0 unaffected",
+          child("devices_other", {**base, "CUDA_FAULT_INJECTION_ENABLED": "1", "CUDA_FAULT_DEVICES": str(max(ngpu, 1))}))
+    if os.path.exists(toggle):
+        os.remove(toggle)
+    check("hang mode: synchronize blocks, then releases",
+          child("hang", base, toggle=toggle, toggle_text="1 79 mode=hang\n", release_after=1.5), "hangs (CUDA_FAULT_MODE=hang)")
     if os.path.exists(toggle):
         os.remove(toggle)
     check("XID 48: ECC error text", child("xid48_text", {**base, "CUDA_FAULT_INJECTION_ENABLED": "1", "CUDA_XID_TYPE": "48"}))
