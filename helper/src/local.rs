@@ -78,7 +78,7 @@ pub fn clean(path: &Path, out: &mut dyn Write) -> Result<(), Failure> {
 }
 
 /// `status --json`: a stable object (field order fixed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Status {
     pub file: String,
     pub present: bool,
@@ -103,20 +103,7 @@ pub fn status(path: &Path) -> Result<Status, Failure> {
     let file = path.display().to_string();
     // Read well past what the shim reads, so `raw` shows an over-long file as it is.
     let Some(bytes) = fsops::read_limited(path, 16 * MAX_LEN)? else {
-        return Ok(Status {
-            file,
-            present: false,
-            state: "absent",
-            xid: None,
-            devices: None,
-            after_calls: None,
-            after_ms: None,
-            mode: None,
-            sticky: None,
-            raw: None,
-            error: None,
-            effect: "absent: env decides".into(),
-        });
+        return Ok(Status { file, state: "absent", effect: "absent: env decides".into(), ..Status::default() });
     };
     let raw = String::from_utf8_lossy(&bytes).into_owned();
     let parsed = match std::str::from_utf8(&bytes) {
@@ -142,15 +129,10 @@ pub fn status(path: &Path) -> Result<Status, Failure> {
             file,
             present: true,
             state: "invalid",
-            xid: None,
-            devices: None,
-            after_calls: None,
-            after_ms: None,
-            mode: None,
-            sticky: None,
             raw: Some(raw),
             error: Some(reason),
             effect: "malformed: the shim treats malformed content as off".into(),
+            ..Status::default()
         },
     })
 }
