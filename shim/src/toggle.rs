@@ -30,6 +30,8 @@ struct Meta {
 }
 
 impl Meta {
+    // The field types of `struct stat` differ between targets; the casts are not all no-ops.
+    #[allow(clippy::unnecessary_cast)]
     fn of(st: &libc::stat) -> Meta {
         Meta {
             dev: st.st_dev as u64,
