@@ -42,6 +42,15 @@ impl Server {
         Call { method, uri, body, reply }
     }
 
+    /// The start of every node flow: node gpu-1 exists (Ready, schedulable), and the Job is
+    /// created as sent.
+    async fn node_found_and_job_created(&mut self) {
+        self.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
+        let c = self.expect("POST", &format!("{JOBS}?")).await;
+        let body = c.body.clone();
+        c.json(201, body);
+    }
+
     /// Expects `method uri` and returns the call to answer.
     async fn expect(&mut self, method: &str, uri: &str) -> Call {
         let call = self.next().await;
@@ -421,10 +430,7 @@ async fn forbidden_paths_name_the_verb_and_resource() {
     let name = job_name("enable", "gpu-1");
     let n = name.clone();
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
+        s.node_found_and_job_created().await;
         s.expect("GET", &format!("{JOBS}/{n}")).await.status(403, "Forbidden", "no");
         s.expect("DELETE", &format!("{JOBS}/{n}?")).await.json(200, deleted());
     })
@@ -452,10 +458,7 @@ async fn job_failure_prints_the_log_names_the_cause_and_deletes() {
     let n = name.clone();
     let log = "cuda-fault: cannot write /host-fault/cuda_fault_enabled: read-only file system (mount the toggle directory read-write)\n";
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
+        s.node_found_and_job_created().await;
         s.expect("GET", &format!("{JOBS}/{n}"))
             .await
             .json(200, job_with(&n, condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")));
@@ -478,10 +481,7 @@ async fn job_failure_without_a_log_uses_the_pod_state() {
     let name = job_name("enable", "gpu-1");
     let n = name.clone();
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
+        s.node_found_and_job_created().await;
         s.expect("GET", &format!("{JOBS}/{n}"))
             .await
             .json(200, job_with(&n, condition("Failed", "PodFailurePolicy", "Container failed")));
@@ -545,10 +545,7 @@ async fn deadline_exceeded_counts_as_timeout() {
     let name = job_name("enable", "gpu-1");
     let n = name.clone();
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
+        s.node_found_and_job_created().await;
         s.expect("GET", &format!("{JOBS}/{n}"))
             .await
             .json(200, job_with(&n, condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")));
@@ -568,10 +565,7 @@ async fn log_and_delete_problems_are_warnings() {
     let name = job_name("disable", "gpu-1");
     let n = name.clone();
     let o = scenario(&["node", "gpu-1", "disable"], move |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
+        s.node_found_and_job_created().await;
         s.expect("GET", &format!("{JOBS}/{n}")).await.json(200, job_with(&n, condition("Complete", "", "")));
         s.expect("GET", &format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{n}"))
             .await
