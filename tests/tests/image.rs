@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cuda_fault_tests::containers::{
-    build_worker, walk, Podman, RemoveOnDrop, EMPTYDIR, HOSTPATH, LOCKED_DOWN, NODE_JOB, TOGGLE,
+    build_worker, walk, Cluster, Podman, RemoveOnDrop, EMPTYDIR, HOSTPATH, LOCKED_DOWN, TOGGLE,
 };
 use cuda_fault_tests::{fixture, run_image_build, scratch_dir, Run};
 #[test]
@@ -108,13 +108,9 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
             &workload_path, "3",
         ])
     };
-    let node_job = |args: &[&str]| {
-        let mut all = vec!["run", "--rm", "--network", "none"];
-        all.extend(NODE_JOB);
-        all.extend(["-v", &host_mount, &image]);
-        all.extend(args);
-        podman.ok(&all)
-    };
+    // The node Job: the image's helper on the node's directory (Cluster::node_job adds --file).
+    let cluster = Cluster::new(&podman, image.clone(), worker.clone(), &workload);
+    let node_job = |args: &[&str]| cluster.node_job(&host_dir, args);
     let assert_passes = |r: &Run, when: &str| {
         assert!(r.success() && r.has_line("workload ok"), "{when}: expected a clean run:\n{}", r.describe());
         assert_eq!(r.lines(), ["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"], "{when}");
@@ -135,7 +131,7 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{}", r.describe());
 
     // The node Job enables XID 48.
-    let r = node_job(&["enable", "--xid", "48", "--file", TOGGLE]);
+    let r = node_job(&["enable", "--xid", "48"]);
     assert!(r.stdout.starts_with(&format!("wrote \"1 48\" to {TOGGLE}")), "{}", r.describe());
     assert_eq!(std::fs::read_to_string(&host_toggle).unwrap().trim_end(), "1 48");
     let r = run_worker();
@@ -148,12 +144,12 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     );
 
     // disable: the file says 0, the worker passes again.
-    let r = node_job(&["disable", "--file", TOGGLE]);
+    let r = node_job(&["disable"]);
     assert!(r.stdout.starts_with(&format!("wrote \"0\" to {TOGGLE}")), "{}", r.describe());
     assert_passes(&run_worker(), "after disable");
 
     // clean: the file is gone, the worker passes.
-    node_job(&["clean", "--file", TOGGLE]);
+    node_job(&["clean"]);
     assert!(!host_toggle.exists(), "clean left {}", host_toggle.display());
     let leftovers: Vec<_> = std::fs::read_dir(&host_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(leftovers.is_empty(), "files left in the host directory: {leftovers:?}");
