@@ -1,4 +1,7 @@
-//! Name rules shared by build.rs (through `#[path]`) and the shim, so both classify alike.
+//! Name rules shared by build.rs (through `#[path]`), the shim and the toggle grammar, so all
+//! classify alike.
+
+use crate::api::Api;
 
 /// `cuMemcpyHtoD_v2_ptds` -> `cuMemcpyHtoD`: the name cuGetProcAddress is asked for.
 pub fn base_name(name: &[u8]) -> &[u8] {
@@ -17,15 +20,14 @@ pub fn base_name(name: &[u8]) -> &[u8] {
 
 /// Which API family a symbol name belongs to, by exact shape: `cuda[A-Z]…` (runtime),
 /// `cu[A-Z]…` (driver), `nvml[A-Z]…` (NVML). `cudnnCreate`, `cublasInit` or `curandX` match none.
-/// Returns 0 runtime, 1 driver, 2 NVML.
-pub fn family(name: &[u8]) -> Option<u8> {
+pub fn api_of(name: &[u8]) -> Option<Api> {
     let upper_at = |i: usize| name.get(i).is_some_and(u8::is_ascii_uppercase);
     if name.starts_with(b"cuda") && upper_at(4) {
-        Some(0)
+        Some(Api::Runtime)
     } else if name.starts_with(b"cu") && upper_at(2) {
-        Some(1)
+        Some(Api::Driver)
     } else if name.starts_with(b"nvml") && upper_at(4) {
-        Some(2)
+        Some(Api::Nvml)
     } else {
         None
     }
@@ -46,12 +48,23 @@ mod tests {
     }
 
     #[test]
-    fn families_match_exact_shapes() {
-        assert_eq!(family(b"cudaMalloc"), Some(0));
-        assert_eq!(family(b"cuInit"), Some(1));
-        assert_eq!(family(b"nvmlInit_v2"), Some(2));
-        for other in [&b"cudnnCreate"[..], b"cublasCreate_v2", b"curandCreateGenerator", b"cufftPlan1d", b"cu", b"cuda", b"nvml", b"nvmlx", b"malloc", b""] {
-            assert_eq!(family(other), None, "{}", String::from_utf8_lossy(other));
+    fn apis_match_exact_shapes() {
+        assert_eq!(api_of(b"cudaMalloc"), Some(Api::Runtime));
+        assert_eq!(api_of(b"cuInit"), Some(Api::Driver));
+        assert_eq!(api_of(b"nvmlInit_v2"), Some(Api::Nvml));
+        for other in [
+            &b"cudnnCreate"[..],
+            b"cublasCreate_v2",
+            b"curandCreateGenerator",
+            b"cufftPlan1d",
+            b"cu",
+            b"cuda",
+            b"nvml",
+            b"nvmlx",
+            b"malloc",
+            b"",
+        ] {
+            assert_eq!(api_of(other), None, "{}", core::str::from_utf8(other).unwrap());
         }
     }
 }
