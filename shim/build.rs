@@ -1,124 +1,38 @@
-//! Generates, from the two data files, everything the shim knows about XIDs and CUDA functions:
+//! Generates, from the two data crates, everything the shim knows about XIDs and CUDA functions:
 //! - `xids.rs`: the XID table as static data (from `xid-table/xids.table`);
-//! - `hooks.rs`: the exported trampolines, their slot metadata and name lookups (from `hooks.list`);
-//! - `slots.s`: the slot tables and the unexported trampoline pool, for the target architecture.
+//! - `hooks.rs`: the exported trampolines and their slot metadata (from `hook-list/hooks.list`);
+//! - `slots.s`: the gate word, the slot tables and the unexported trampoline pool.
 //!
-//! A malformed line in either file fails the build and names the file and line.
+//! Every trampoline, exported or pooled, is the same few instructions ([`trampoline`]).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
+
+use hook_list::{flags, Hook, HOOKS};
+
+#[path = "src/gate.rs"]
+#[allow(dead_code)]
+mod gate;
 
 /// Unexported trampolines handed out by cuGetProcAddress and dlsym. cudart 13.5 alone asks for
 /// 480 (name, version, flags) triples; a process may carry several runtimes.
 const POOL: usize = 4096;
 
-struct Hook {
-    api: &'static str,
-    name: String,
-    flags: Vec<String>,
-}
-
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap();
-    let hooks_path = manifest.join("hooks.list");
-    println!("cargo:rerun-if-changed={}", hooks_path.display());
     println!("cargo:rerun-if-changed={}", xid_table::DATA_PATH);
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/gate.rs");
+    // The poller thread runs code of this library: it must never be unmapped by a dlclose.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
 
-    let rows = xid_table::parse(xid_table::DATA).unwrap_or_else(|e| fail(&e.to_string()));
+    let rows = xid_table::parse(xid_table::DATA).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(out.join("xids.rs"), xids_rs(&rows)).unwrap();
 
-    let text = std::fs::read_to_string(&hooks_path).unwrap();
-    let hooks = parse_hooks(&text);
-    let exported: Vec<&Hook> = hooks.iter().filter(|h| !h.flags.iter().any(|f| f == "exempt")).collect();
-    std::fs::write(out.join("hooks.rs"), hooks_rs(&hooks, &exported, &arch)).unwrap();
+    let exported: Vec<&Hook> = HOOKS.iter().filter(|h| h.flags & flags::EXEMPT == 0).collect();
+    std::fs::write(out.join("hooks.rs"), hooks_rs(&exported, &arch)).unwrap();
     std::fs::write(out.join("slots.s"), slots_s(exported.len(), &arch)).unwrap();
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    panic!("{msg}");
-}
-
-fn parse_hooks(text: &str) -> Vec<Hook> {
-    let mut hooks: Vec<Hook> = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = |m: String| -> ! { fail(&format!("shim/hooks.list line {}: {m}", i + 1)) };
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        if cols.len() != 3 {
-            at(format!("expected 3 columns (api symbol flags), found {}", cols.len()));
-        }
-        let api = match cols[0] {
-            "runtime" => "runtime",
-            "driver" => "driver",
-            "nvml" => "nvml",
-            other => at(format!("unknown api '{other}' (runtime, driver, nvml)")),
-        };
-        let name = cols[1];
-        let family = match api {
-            "runtime" => 0,
-            "driver" => 1,
-            _ => 2,
-        };
-        if names::family(name.as_bytes()) != Some(family) || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            at(format!("'{name}' is not a {api} function name"));
-        }
-        if hooks.iter().any(|h| h.name == name) {
-            at(format!("'{name}' is listed twice"));
-        }
-        let flags: Vec<String> = if cols[2] == "-" {
-            Vec::new()
-        } else {
-            cols[2].split(',').map(str::to_string).collect()
-        };
-        for f in &flags {
-            let dev_ok = f.strip_prefix("dev=").is_some_and(|n| matches!(n, "0" | "1" | "2" | "3" | "4" | "5"));
-            if !["count", "sync", "exempt"].contains(&f.as_str()) && !dev_ok {
-                at(format!("unknown flag '{f}' (count, sync, exempt, dev=0..5)"));
-            }
-        }
-        hooks.push(Hook { api, name: name.to_string(), flags });
-    }
-    hooks
-}
-
-#[path = "src/names.rs"]
-#[allow(dead_code)]
-mod names;
-
-fn base_name(name: &str) -> &str {
-    std::str::from_utf8(names::base_name(name.as_bytes())).unwrap()
-}
-
-fn flag_expr(flags: &[String]) -> String {
-    let mut parts: Vec<String> = flags
-        .iter()
-        .map(|f| match f.as_str() {
-            "count" => "flags::COUNT".to_string(),
-            "sync" => "flags::SYNC".to_string(),
-            "exempt" => "flags::EXEMPT".to_string(),
-            dev => format!("flags::dev_arg({})", &dev[4..]),
-        })
-        .collect();
-    if parts.is_empty() {
-        parts.push("0".to_string());
-    }
-    parts.join(" | ")
-}
-
-fn api_expr(api: &str) -> &'static str {
-    match api {
-        "runtime" => "Api::Runtime",
-        "driver" => "Api::Driver",
-        _ => "Api::Nvml",
-    }
 }
 
 fn xids_rs(rows: &[xid_table::Xid<'_>]) -> String {
@@ -136,8 +50,8 @@ fn xids_rs(rows: &[xid_table::Xid<'_>]) -> String {
         writeln!(
             s,
             "    XidRow {{ xid: {}, description: {:?}, runtime: ErrorCode {{ name: {:?}, code: {} }}, \
-             driver: ErrorCode {{ name: {:?}, code: {} }}, nvml: {nvml}, sticky: {} }},",
-            r.xid, r.description, r.runtime.name, r.runtime.code, r.driver.name, r.driver.code, r.sticky
+             driver: ErrorCode {{ name: {:?}, code: {} }}, nvml: {nvml} }},",
+            r.xid, r.description, r.runtime.name, r.runtime.code, r.driver.name, r.driver.code
         )
         .unwrap();
     }
@@ -145,41 +59,28 @@ fn xids_rs(rows: &[xid_table::Xid<'_>]) -> String {
     s
 }
 
-fn hooks_rs(all: &[Hook], exported: &[&Hook], arch: &str) -> String {
-    let mut s = String::from("// @generated by shim/build.rs from shim/hooks.list. DO NOT EDIT.\n");
+fn hooks_rs(exported: &[&Hook], arch: &str) -> String {
+    let mut s = String::from("// @generated by shim/build.rs from hook-list/hooks.list. DO NOT EDIT.\n");
     writeln!(s, "pub const EXPORT_COUNT: usize = {};", exported.len()).unwrap();
     writeln!(s, "pub const POOL_SIZE: usize = {POOL};").unwrap();
-    writeln!(s, "pub static EXPORTS: [Hook; {}] = [", exported.len()).unwrap();
+    writeln!(s, "pub static EXPORTS: [Export; {}] = [", exported.len()).unwrap();
     for h in exported {
-        writeln!(s, "    Hook {{ name: {:?}, cname: c{:?}, api: {}, flags: {} }},", h.name, h.name, api_expr(h.api), flag_expr(&h.flags))
-            .unwrap();
+        writeln!(
+            s,
+            "    Export {{ name: {:?}, cname: c{:?}, api: {}, flags: {}, function: {} }},",
+            h.name,
+            h.name,
+            h.api.path(),
+            h.flags,
+            h.function
+        )
+        .unwrap();
     }
     s.push_str("];\n\n");
-
-    // Flags by (api, base name): how handed-out entry points are classified.
-    let mut by_base: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for h in all {
-        let e = by_base.entry((h.api, base_name(&h.name))).or_default();
-        for f in &h.flags {
-            if f.starts_with("dev=") && e.iter().any(|g| g.starts_with("dev=") && g != f) {
-                fail(&format!("shim/hooks.list: versions of {} disagree on the device argument", h.name));
-            }
-            if !e.contains(f) {
-                e.push(f.clone());
-            }
-        }
-    }
-    s.push_str("/// Flags of a listed function, looked up by its base name (no _vN/_ptsz/_ptds).\n");
-    s.push_str("pub fn listed_flags(api: Api, base: &[u8]) -> Option<u8> {\n    match (api, base) {\n");
-    for ((api, base), flags) in &by_base {
-        writeln!(s, "        ({}, b{:?}) => Some({}),", api_expr(api), base, flag_expr(flags)).unwrap();
-    }
-    s.push_str("        _ => None,\n    }\n}\n\n");
-
-    s.push_str("/// The exported trampolines. Each forwards in one compare and one indirect jump while the\n");
-    s.push_str("/// gate is closed; otherwise it enters the common slow path with its slot number.\n");
+    s.push_str("/// The exported trampolines (see `trampoline` in shim/build.rs).\n");
     s.push_str("pub mod export {\n    #![allow(non_snake_case)]\n");
     for (i, h) in exported.iter().enumerate() {
+        let body: Vec<String> = trampoline(i, arch).iter().map(|l| format!("{l:?}")).collect();
         writeln!(
             s,
             "    /// # Safety\n    /// Called by C code as `{}`; forwards its registers untouched.\n    \
@@ -187,7 +88,7 @@ fn hooks_rs(all: &[Hook], exported: &[&Hook], arch: &str) -> String {
              pub unsafe extern \"C\" fn {}() {{\n        core::arch::naked_asm!({});\n    }}",
             h.name,
             h.name,
-            trampoline_body(i, arch)
+            body.join(", ")
         )
         .unwrap();
     }
@@ -195,13 +96,16 @@ fn hooks_rs(all: &[Hook], exported: &[&Hook], arch: &str) -> String {
     s
 }
 
-/// The instructions of trampoline `slot`, as naked_asm! string arguments.
-fn trampoline_body(slot: usize, arch: &str) -> String {
-    let lines: Vec<String> = match arch {
+/// The instructions of the trampoline of `slot`: while the gate is zero, jump straight to the
+/// real function; otherwise enter the common slow path with the slot number in a scratch
+/// register the calling convention leaves free (r11 / x17).
+fn trampoline(slot: usize, arch: &str) -> Vec<String> {
+    let off = slot * 8;
+    match arch {
         "x86_64" => vec![
             "cmp dword ptr [rip + cf_gate], 0".into(),
             "jne 2f".into(),
-            format!("jmp qword ptr [rip + cf_real + {}]", slot * 8),
+            format!("jmp qword ptr [rip + cf_real + {off}]"),
             "2:".into(),
             format!("mov r11d, {slot}"),
             "jmp cf_slow".into(),
@@ -210,26 +114,30 @@ fn trampoline_body(slot: usize, arch: &str) -> String {
             "adrp x16, cf_gate".into(),
             "ldr w16, [x16, :lo12:cf_gate]".into(),
             "cbnz w16, 2f".into(),
-            format!("adrp x16, cf_real + {}", slot * 8),
-            format!("ldr x16, [x16, :lo12:cf_real + {}]", slot * 8),
+            format!("adrp x16, cf_real + {off}"),
+            format!("ldr x16, [x16, :lo12:cf_real + {off}]"),
             "br x16".into(),
             "2:".into(),
             format!("mov x17, #{slot}"),
             "b cf_slow".into(),
         ],
-        other => fail(&format!("unsupported target architecture {other} (x86_64 and aarch64 are)")),
-    };
-    lines.iter().map(|l| format!("{l:?}")).collect::<Vec<_>>().join(", ")
+        other => panic!("unsupported target architecture {other} (x86_64 and aarch64 are)"),
+    }
 }
 
-/// Slot tables (gate word, real-function pointers, lazy stubs) and the pool trampolines.
+/// Enters the slow path for `slot` (the lazy stub an exported slot's real pointer starts as).
+fn enter_slow(slot: usize, arch: &str) -> String {
+    match arch {
+        "x86_64" => format!("    mov r11d, {slot}\n    jmp cf_slow\n"),
+        _ => format!("    mov x17, #{slot}\n    b cf_slow\n"),
+    }
+}
+
+/// The gate word, the slot tables (real-function pointers, lazy stubs) and the pool trampolines.
 fn slots_s(exports: usize, arch: &str) -> String {
-    let total = exports + POOL;
     let mut s = String::from("// @generated by shim/build.rs. DO NOT EDIT.\n");
     s.push_str(".pushsection .data.cf_slots,\"aw\"\n.p2align 6\n");
-    // The gate starts with state::gate::START set, so the first call of the process takes the slow
-    // path (configuration, first toggle check, poller) whatever ran before our constructor.
-    s.push_str(".globl cf_gate\n.hidden cf_gate\ncf_gate:\n    .long 2\n    .long 0\n");
+    writeln!(s, ".globl cf_gate\n.hidden cf_gate\ncf_gate:\n    .long {}\n    .long 0", gate::INITIAL).unwrap();
     s.push_str(".p2align 3\n.globl cf_real\n.hidden cf_real\ncf_real:\n");
     for i in 0..exports {
         writeln!(s, "    .quad cf_lazy_{i}").unwrap();
@@ -248,32 +156,16 @@ fn slots_s(exports: usize, arch: &str) -> String {
     // Lazy stubs: an exported slot's real pointer starts here, so its first call takes the slow
     // path (which resolves the real function) with no extra test on the fast path.
     for i in 0..exports {
-        match arch {
-            "x86_64" => writeln!(s, "cf_lazy_{i}:\n    mov r11d, {i}\n    jmp cf_slow").unwrap(),
-            _ => writeln!(s, "cf_lazy_{i}:\n    mov x17, #{i}\n    b cf_slow").unwrap(),
-        }
+        write!(s, "cf_lazy_{i}:\n{}", enter_slow(i, arch)).unwrap();
     }
+    let align = if arch == "x86_64" { 4 } else { 3 };
     for p in 0..POOL {
-        let slot = exports + p;
-        match arch {
-            "x86_64" => writeln!(
-                s,
-                ".p2align 4\ncf_pool_{p}:\n    cmp dword ptr [rip + cf_gate], 0\n    jne 2f\n    \
-                 jmp qword ptr [rip + cf_real + {off}]\n2:\n    mov r11d, {slot}\n    jmp cf_slow",
-                off = slot * 8
-            )
-            .unwrap(),
-            _ => writeln!(
-                s,
-                ".p2align 3\ncf_pool_{p}:\n    adrp x16, cf_gate\n    ldr w16, [x16, :lo12:cf_gate]\n    \
-                 cbnz w16, 2f\n    adrp x16, cf_real + {off}\n    ldr x16, [x16, :lo12:cf_real + {off}]\n    \
-                 br x16\n2:\n    mov x17, #{slot}\n    b cf_slow",
-                off = slot * 8
-            )
-            .unwrap(),
+        writeln!(s, ".p2align {align}\ncf_pool_{p}:").unwrap();
+        for line in trampoline(exports + p, arch) {
+            let indent = if line.ends_with(':') { "" } else { "    " };
+            writeln!(s, "{indent}{line}").unwrap();
         }
     }
     s.push_str(".popsection\n");
-    let _ = total;
     s
 }

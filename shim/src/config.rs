@@ -1,36 +1,47 @@
-//! Configuration from the environment, read once (in the constructor, or by the first hook if it
-//! runs earlier) and immutable afterwards. Bad values fall back to defaults; the warning about
-//! each is kept and printed only when the process first calls CUDA.
+//! Configuration: the environment, read once (in the constructor, or by the first hook if one
+//! runs earlier) into an immutable [`Config`]. Bad values fall back to defaults; the warning
+//! about each is kept, and printed only when the process first calls CUDA. The scenario
+//! variables (`CUDA_FAULT_DEVICES`, …) are read with the toggle grammar, so each accepts exactly
+//! what its toggle-file key accepts.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::envp;
-use crate::scenario::{self, Scenario};
-use crate::xids;
+use toggle_grammar::{Key, Keys, Scenario};
+
+use crate::once::Once;
+use crate::{envp, xids};
 
 pub const DEFAULT_TOGGLE: &str = "/host-fault/cuda_fault_enabled";
 pub const DEFAULT_POLL_MS: u32 = 10;
 const MAX_POLL_MS: u64 = 3_600_000;
+/// Longest usable toggle path + its NUL (PATH_MAX).
 const PATH_CAP: usize = 4096;
 const WARN_VALUE: usize = 48;
-const MAX_WARNINGS: usize = 10;
+const MAX_WARNINGS: usize = 16;
 
 pub struct Config {
     /// `CUDA_FAULT_INJECTION_ENABLED`: the state while no toggle file exists.
     pub env_enabled: bool,
     /// `CUDA_XID_TYPE`, as an index into `xids::XIDS`.
     pub env_xid: usize,
+    /// `CUDA_FAULT_TOGGLE_FILE`, NUL-terminated; empty when the variable names no usable path
+    /// (then no file exists and the environment decides).
     toggle: [u8; PATH_CAP],
     toggle_len: usize,
     /// `CUDA_FAULT_POLL_MS`: longest time between toggle-file checks; 0 checks on every call.
     pub poll_ms: u32,
     /// `CUDA_FAULT_LOG` != `0`.
     pub log: bool,
-    /// `CUDA_FAULT_DEVICES`, `_AFTER_CALLS`, `_AFTER_MS`, `_MODE`, `_STICKY`.
+    /// The scenario variables.
     pub scenario: Scenario,
     warnings: [Warning; MAX_WARNINGS],
     nwarnings: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Problem {
+    Grammar(toggle_grammar::Error),
+    Text(&'static str),
 }
 
 #[derive(Clone, Copy)]
@@ -39,7 +50,7 @@ struct Warning {
     value: [u8; WARN_VALUE],
     len: usize,
     truncated: bool,
-    problem: &'static str,
+    problem: Problem,
 }
 
 impl Config {
@@ -51,6 +62,7 @@ impl Config {
             toggle[i] = d[i];
             i += 1;
         }
+        let blank = Warning { var: "", value: [0; WARN_VALUE], len: 0, truncated: false, problem: Problem::Text("") };
         Config {
             env_enabled: false,
             env_xid: xids::DEFAULT_XID_INDEX,
@@ -58,24 +70,39 @@ impl Config {
             toggle_len: d.len(),
             poll_ms: DEFAULT_POLL_MS,
             log: true,
-            scenario: Scenario { devices: None, after_calls: 0, after_ms: 0, hang: false, sticky: false },
-            warnings: [Warning { var: "", value: [0; WARN_VALUE], len: 0, truncated: false, problem: "" };
-                MAX_WARNINGS],
+            scenario: Scenario {
+                devices: None,
+                after_calls: 0,
+                after_ms: 0,
+                mode: toggle_grammar::Mode::Error,
+                sticky: false,
+                percent: None,
+                count: None,
+                functions: None,
+                seed: None,
+            },
+            warnings: [blank; MAX_WARNINGS],
             nwarnings: 0,
         }
     }
 
-    /// The toggle file path, NUL-terminated for syscalls.
-    pub fn toggle_cstr(&self) -> &core::ffi::CStr {
-        core::ffi::CStr::from_bytes_until_nul(&self.toggle[..=self.toggle_len]).unwrap_or(c"")
+    /// The toggle file path, NUL-terminated for syscalls; None when there is none.
+    pub fn toggle_cstr(&self) -> Option<&core::ffi::CStr> {
+        if self.toggle_len == 0 {
+            return None;
+        }
+        core::ffi::CStr::from_bytes_until_nul(&self.toggle[..=self.toggle_len]).ok()
     }
 
     /// The toggle file path for messages.
     pub fn toggle_path(&self) -> &str {
+        if self.toggle_len == 0 {
+            return "(none: CUDA_FAULT_TOGGLE_FILE is not usable)";
+        }
         core::str::from_utf8(&self.toggle[..self.toggle_len]).unwrap_or("(non-UTF-8 path)")
     }
 
-    fn warn(&mut self, var: &'static str, value: &[u8], problem: &'static str) {
+    fn warn(&mut self, var: &'static str, value: &[u8], problem: Problem) {
         if self.nwarnings == MAX_WARNINGS {
             return;
         }
@@ -89,68 +116,58 @@ impl Config {
     fn from_env() -> Self {
         let mut c = Config::defaults();
         if let Some(v) = envp::var("CUDA_FAULT_INJECTION_ENABLED") {
-            match v {
-                b"1" => c.env_enabled = true,
-                b"" | b"0" => {}
-                _ if v.eq_ignore_ascii_case(b"true") => c.env_enabled = true,
-                _ if v.eq_ignore_ascii_case(b"false") => {}
-                _ => c.warn("CUDA_FAULT_INJECTION_ENABLED", v, "is not 1, true, 0 or false; faults stay off"),
+            match toggle_grammar::boolean(v) {
+                Ok(on) => c.env_enabled = on,
+                Err(_) if v.is_empty() => {}
+                Err(_) => c.warn(
+                    "CUDA_FAULT_INJECTION_ENABLED",
+                    v,
+                    Problem::Text("is not 1, true, 0 or false; faults stay off"),
+                ),
             }
         }
         if let Some(v) = envp::var("CUDA_XID_TYPE") {
-            match envp::parse_u64(v).and_then(xids::index_of) {
+            match toggle_grammar::number(v).ok().and_then(xids::index_of) {
                 Some(i) => c.env_xid = i,
-                None => c.warn("CUDA_XID_TYPE", v, "is not a supported XID"),
+                None => c.warn("CUDA_XID_TYPE", v, Problem::Text("is not a supported XID")),
             }
         }
         if let Some(v) = envp::var("CUDA_FAULT_TOGGLE_FILE") {
+            c.toggle = [0; PATH_CAP];
             if v.is_empty() || v.len() >= PATH_CAP || v.contains(&0) {
-                c.warn("CUDA_FAULT_TOGGLE_FILE", v, "is not a usable path; using /host-fault/cuda_fault_enabled");
+                c.toggle_len = 0;
+                c.warn(
+                    "CUDA_FAULT_TOGGLE_FILE",
+                    v,
+                    Problem::Text("is not a usable path (empty or longer than 4095 bytes); no toggle file: the environment decides"),
+                );
             } else {
-                c.toggle = [0; PATH_CAP];
                 c.toggle[..v.len()].copy_from_slice(v);
                 c.toggle_len = v.len();
             }
         }
         if let Some(v) = envp::var("CUDA_FAULT_POLL_MS") {
-            match envp::parse_u64(v) {
-                Some(ms) if ms <= MAX_POLL_MS => c.poll_ms = ms as u32,
-                _ => c.warn("CUDA_FAULT_POLL_MS", v, "is not a number of milliseconds (0..=3600000); using 10"),
+            match toggle_grammar::number(v) {
+                Ok(ms) if ms <= MAX_POLL_MS => c.poll_ms = ms as u32,
+                _ => c.warn(
+                    "CUDA_FAULT_POLL_MS",
+                    v,
+                    Problem::Text("is not a number of milliseconds (0..=3600000); using 10"),
+                ),
             }
         }
         if envp::var("CUDA_FAULT_LOG") == Some(b"0") {
             c.log = false;
         }
-        if let Some(v) = envp::var("CUDA_FAULT_DEVICES") {
-            match scenario::parse_devices(v) {
-                Some(d) => c.scenario.devices = Some(d),
-                None => c.warn("CUDA_FAULT_DEVICES", v, "is not a list of ordinals 0..63 or GPU-/MIG- UUIDs (at most 8); every device faults"),
+        let mut keys = Keys::default();
+        for key in Key::ALL {
+            if let Some(v) = envp::var(key.env()) {
+                if let Err(e) = keys.set(key, v) {
+                    c.warn(key.env(), v, Problem::Grammar(e));
+                }
             }
         }
-        if let Some(v) = envp::var("CUDA_FAULT_AFTER_CALLS") {
-            match envp::parse_u64(v) {
-                Some(n) => c.scenario.after_calls = n,
-                None => c.warn("CUDA_FAULT_AFTER_CALLS", v, "is not a number; faults start at once"),
-            }
-        }
-        if let Some(v) = envp::var("CUDA_FAULT_AFTER_MS") {
-            match envp::parse_u64(v) {
-                Some(n) => c.scenario.after_ms = n,
-                None => c.warn("CUDA_FAULT_AFTER_MS", v, "is not a number of milliseconds; faults start at once"),
-            }
-        }
-        if let Some(v) = envp::var("CUDA_FAULT_MODE") {
-            match scenario::parse_mode(v) {
-                Some(h) => c.scenario.hang = h,
-                None => c.warn("CUDA_FAULT_MODE", v, "is not error or hang; using error"),
-            }
-        }
-        if let Some(v) = envp::var("CUDA_FAULT_STICKY") {
-            match scenario::parse_bool(v) {
-                Some(b) => c.scenario.sticky = b,
-                None => c.warn("CUDA_FAULT_STICKY", v, "is not 1, true, 0 or false; not sticky"),
-            }
-        }
+        c.scenario = keys.over(&c.scenario);
         c
     }
 
@@ -159,57 +176,46 @@ impl Config {
         for w in &self.warnings[..self.nwarnings] {
             let value = core::str::from_utf8(&w.value[..w.len]).unwrap_or("(not UTF-8)");
             let more = if w.truncated { "..." } else { "" };
-            if w.var == "CUDA_XID_TYPE" {
-                say!(
+            match w.problem {
+                Problem::Grammar(e) => say!("{}: {}; ignored", w.var, e.detail()),
+                Problem::Text(t) if w.var == "CUDA_XID_TYPE" => say!(
                     "{}='{}{}' {} (supported: {}); simulating XID {}",
                     w.var,
                     value,
                     more,
-                    w.problem,
+                    t,
                     xids::SUPPORTED,
                     xids::XIDS[self.env_xid].xid
-                );
-            } else {
-                say!("{}='{}{}' {}", w.var, value, more, w.problem);
+                ),
+                Problem::Text(t) => say!("{}='{}{}' {}", w.var, value, more, t),
             }
         }
     }
 }
 
 struct Global(UnsafeCell<Config>);
-// SAFETY: written once by the thread that wins STATE 0 -> 1, read only after STATE == READY.
+// SAFETY: written once by the thread that runs ONCE's work, read only after ONCE is done.
 unsafe impl Sync for Global {}
 
 static CONFIG: Global = Global(UnsafeCell::new(Config::defaults()));
-static STATE: AtomicU8 = AtomicU8::new(0);
-const BUSY: u8 = 1;
-const READY: u8 = 2;
+static ONCE: Once = Once::new();
 
-/// Reads the environment if nobody has yet. Cheap after the first call.
-pub fn ensure() {
-    if STATE.load(Ordering::Acquire) == READY {
-        return;
-    }
-    match STATE.compare_exchange(0, BUSY, Ordering::Acquire, Ordering::Acquire) {
-        Ok(_) => {
-            // SAFETY: only this thread passed the 0 -> BUSY transition; readers wait for READY.
-            unsafe { *CONFIG.0.get() = Config::from_env() };
-            crate::state::register_fork_handler();
-            STATE.store(READY, Ordering::Release);
-        }
-        Err(_) => {
-            while STATE.load(Ordering::Acquire) != READY {
-                core::hint::spin_loop();
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-        }
-    }
+/// The configuration, reading the environment first if nobody has; None while another thread
+/// reads it for longer than a waiter waits, or when a signal handler interrupted the reading on
+/// this thread (the caller forwards its call).
+pub fn get() -> Option<&'static Config> {
+    let ready = ONCE.is_done()
+        || ONCE.run(|| {
+            // SAFETY: only the thread running ONCE's work writes, before ONCE is done.
+            let c = unsafe { &mut *CONFIG.0.get() };
+            *c = Config::from_env();
+            crate::log::set_enabled(c.log);
+        });
+    // SAFETY: ONCE is done: the config is never written again.
+    ready.then(|| unsafe { &*CONFIG.0.get() })
 }
 
-/// The configuration (reading it first if needed).
-pub fn get() -> &'static Config {
-    ensure();
-    // SAFETY: READY was observed with Acquire; the config is never written again.
-    unsafe { &*CONFIG.0.get() }
+/// In a forked child: a read the parent had in progress never finishes here.
+pub fn after_fork() {
+    ONCE.reset_unfinished();
 }

@@ -9,10 +9,19 @@ use core::cell::Cell;
 use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use hook_list::flags;
+use toggle_grammar::Devices;
+
 use crate::arch::{self, Regs};
-use crate::scenario::{self, Devices, Uuid};
 use crate::slots::Meta;
-use crate::{flags, resolve, Api};
+use crate::{resolve, Api};
+
+/// A device UUID's 16 bytes, as `cuDeviceGetUuid` returns them.
+type Uuid = [u8; 16];
+
+fn parse_uuid(text: &[u8]) -> Option<Uuid> {
+    toggle_grammar::Uuid::parse(text).map(|u| u.bytes)
+}
 
 thread_local! {
     /// Set while the shim itself calls into CUDA to find a device.
@@ -113,7 +122,7 @@ fn nvml_uuid(ordinal: i64) -> Option<Uuid> {
         if core::mem::transmute::<usize, HandleUuid>(get_uuid)(h, buf.as_mut_ptr(), buf.len() as u32) != 0 {
             return None;
         }
-        scenario::parse_uuid(CStr::from_ptr(buf.as_ptr()).to_bytes())
+        parse_uuid(CStr::from_ptr(buf.as_ptr()).to_bytes())
     }
 }
 
@@ -146,7 +155,7 @@ fn target(meta: &Meta, regs: &Regs) -> Option<(i64, Option<Uuid>)> {
             } else if name.starts_with(b"nvmlDeviceGetHandleByUUID") {
                 let key = arg0 as *const c_char;
                 // SAFETY: the caller passes a NUL-terminated UUID string.
-                let uuid = (!key.is_null()).then(|| scenario::parse_uuid(unsafe { CStr::from_ptr(key) }.to_bytes())).flatten();
+                let uuid = (!key.is_null()).then(|| parse_uuid(unsafe { CStr::from_ptr(key) }.to_bytes())).flatten();
                 let index = nvml_handle_by(&NVML_BY_UUID, key).and_then(nvml_index);
                 Some((index.unwrap_or(-1), uuid))
             } else if name.starts_with(b"nvmlDeviceGetHandleByPciBusId") {
@@ -169,7 +178,7 @@ pub fn hits(devices: &Devices, meta: &Meta, regs: &Regs) -> bool {
     if devices.has_ordinal(ordinal) {
         return true;
     }
-    if devices.nuuids == 0 {
+    if devices.uuids().is_empty() {
         return false;
     }
     let uuid = match (uuid, meta.api) {

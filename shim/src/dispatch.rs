@@ -1,12 +1,18 @@
 //! The slow path: every trampoline comes here when the gate is open (faults on, first call of
 //! the process, or per-call toggle checks). It decides between forwarding the call untouched and
 //! returning the simulated XID's error.
+//!
+//! A call that would fault goes through the scenario's filters in this order: the function
+//! (`functions`), the device (`devices`), the delay (`after_ms`, then `after_calls`), the share
+//! (`percent`) and the budget (`count`). The first filter that lets it pass forwards it.
 
 use core::sync::atomic::Ordering;
 
+use hook_list::flags;
+
 use crate::arch::{self, Regs};
-use crate::state::{self, gate};
-use crate::{device, flags, scenario, slots, xids, Api};
+use crate::state;
+use crate::{device, draw, gate, lifecycle, plan, slots, xids, Api};
 
 /// Returned to the assembly: forward to `cf_real[slot]` with the saved registers.
 const FORWARD: u64 = 0;
@@ -34,23 +40,27 @@ pub unsafe extern "C" fn cf_dispatch(slot: u32, regs: *const Regs) -> u64 {
     match std::panic::catch_unwind(|| decide(slot, regs)) {
         Ok(v) => v,
         // Fail open: a bug in the shim must not become an error the application sees.
-        Err(_) => {
-            if slots::ensure_real(slot) {
-                FORWARD
-            } else {
-                RETURN | u64::from(slots::meta(slot).map_or(999, |m| missing(m.api)))
-            }
-        }
+        Err(_) => forward_or_missing(slot),
+    }
+}
+
+fn forward_or_missing(slot: usize) -> u64 {
+    if slots::ensure_real(slot) {
+        FORWARD
+    } else {
+        RETURN | u64::from(slots::meta(slot).map_or(999, |m| missing(m.api)))
     }
 }
 
 fn decide(slot: usize, regs: &Regs) -> u64 {
     let g = state::gate().load(Ordering::Acquire);
-    if g & gate::START != 0 {
-        state::touch();
+    if g & gate::START != 0 && !lifecycle::touch() {
+        // The first-call set-up is in progress on this very thread (a signal handler) or took
+        // another thread too long: this call cannot know the state yet, so it goes through.
+        return forward_or_missing(slot);
     }
     if g & gate::EVERY_CALL != 0 {
-        crate::toggle::check();
+        lifecycle::check(true);
     }
     let Some(meta) = slots::meta(slot) else {
         return RETURN | 999; // unreachable: trampolines only exist for published slots
@@ -64,10 +74,19 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
     if meta.flags & flags::EXEMPT != 0 {
         return FORWARD;
     }
-    let Some((xid, period)) = state::active() else {
+    let Some(active) = state::active() else {
         return FORWARD;
     };
-    let row = &xids::XIDS[xid];
+    let verdict = judge(slot, regs, &meta, active);
+    if meta.api == Api::Runtime {
+        return last_error::track(&meta, active.period, verdict);
+    }
+    verdict
+}
+
+/// Whether a call of an active fault faults: FORWARD, or RETURN with the error.
+fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active) -> u64 {
+    let row = &xids::XIDS[active.xid];
     let error = match meta.api {
         Api::Runtime => &row.runtime,
         Api::Driver => &row.driver,
@@ -76,23 +95,32 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
             None => return FORWARD, // this XID leaves NVML working
         },
     };
-    let sc = scenario::current();
-    if let Some(devices) = &sc.devices {
+    let p = plan::current();
+    if !p.selects(meta.function) {
+        return FORWARD;
+    }
+    if let Some(devices) = &p.devices {
         // Calls the CUDA library makes while the shim asks it for a device pass untouched.
-        if device::asking() || !device::hits(devices, &meta, regs) {
+        if device::asking() || !device::hits(devices, meta, regs) {
             return FORWARD;
         }
     }
-    if sc.after_ms > 0 && state::on_for_ms() < sc.after_ms {
+    if p.after_ms > 0 && state::on_for_ms() < p.after_ms {
         return FORWARD;
     }
-    if sc.after_calls > 0 && state::count_call() < sc.after_calls {
+    if p.after_calls > 0 && state::count_candidate() < p.after_calls {
         return FORWARD;
     }
-    if sc.hang {
-        return hang(slot, &meta);
+    if p.percent.is_some_and(|share| !share.hits(draw::next(active.period, p.seed))) {
+        return FORWARD;
     }
-    if sc.sticky {
+    if p.hang {
+        return hang(slot, meta, active, p.count);
+    }
+    if p.count.is_some_and(|limit| !state::take_fault(limit, active.period)) {
+        return FORWARD;
+    }
+    if p.sticky {
         state::latch();
     }
     if meta.flags & flags::COUNT != 0 {
@@ -103,28 +131,70 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
             unsafe { out.write_unaligned(0) };
         }
     }
-    if slots::first_fault_in(slot, period) {
+    if slots::first_fault_in(slot, active.period) {
         crate::log::emit(format_args!("[XID {} SIM] {} -> {} ({})", row.xid, meta.name, error.name, error.code));
     }
     RETURN | u64::from(error.code)
 }
 
+mod last_error {
+    //! The runtime's per-thread last error. The real runtime records every error a runtime call
+    //! returns, and `cudaGetLastError`/`cudaPeekAtLastError` report it later: that is how
+    //! PyTorch notices a failed launch. When a scenario spares those two (`functions=`,
+    //! `percent=`, …) they still report the fault injected into an earlier call of the thread.
+
+    use core::cell::Cell;
+
+    use hook_list::flags;
+
+    use super::{FORWARD, RETURN};
+    use crate::slots::Meta;
+
+    thread_local! {
+        /// (on-period, error code) of the thread's last injected runtime error; 0: none.
+        static LAST: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    }
+
+    pub fn track(meta: &Meta, period: u32, verdict: u64) -> u64 {
+        let reads = meta.flags & (flags::LAST_ERROR | flags::PEEK_ERROR);
+        if reads == 0 {
+            if verdict != FORWARD {
+                LAST.with(|l| l.set((period, verdict as u32)));
+            }
+            return verdict;
+        }
+        let (p, code) = LAST.with(Cell::get);
+        if meta.flags & flags::LAST_ERROR != 0 {
+            LAST.with(|l| l.set((0, 0)));
+        }
+        if verdict == FORWARD && p == period && code != 0 {
+            return RETURN | u64::from(code);
+        }
+        verdict
+    }
+}
+
 /// Hang mode: a synchronizing call blocks, like a process stuck behind a GPU that fell off the
 /// bus, until the fault is turned off; then it goes through. Other calls pass (work is queued,
 /// never completed). The thread sleeps in `nanosleep`, so the process can be killed normally.
-fn hang(slot: usize, meta: &slots::Meta) -> u64 {
+fn hang(slot: usize, meta: &slots::Meta, active: state::Active, count: Option<u64>) -> u64 {
     if meta.flags & flags::SYNC == 0 {
         return FORWARD;
     }
-    if let Some((xid, period)) = state::active() {
-        if slots::first_fault_in(slot, period) {
-            crate::log::emit(format_args!("[XID {} SIM] {} -> hangs (CUDA_FAULT_MODE=hang)", xids::XIDS[xid].xid, meta.name));
-        }
+    if count.is_some_and(|limit| !state::take_fault(limit, active.period)) {
+        return FORWARD;
+    }
+    if slots::first_fault_in(slot, active.period) {
+        crate::log::emit(format_args!(
+            "[XID {} SIM] {} -> hangs (CUDA_FAULT_MODE=hang)",
+            xids::XIDS[active.xid].xid,
+            meta.name
+        ));
     }
     let nap = libc::timespec { tv_sec: 0, tv_nsec: 5_000_000 };
-    while state::active().is_some_and(|_| scenario::current().hang) {
+    while state::active().is_some_and(|a| a.period == active.period) && plan::current().hang {
         if state::gate().load(Ordering::Acquire) & gate::EVERY_CALL != 0 {
-            crate::toggle::check();
+            lifecycle::check(false);
         }
         // SAFETY: nap is valid; an interrupted sleep just loops.
         unsafe { libc::nanosleep(&nap, core::ptr::null_mut()) };

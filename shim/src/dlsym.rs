@@ -5,8 +5,9 @@
 
 use core::ffi::{c_char, c_void, CStr};
 
-use crate::generated::listed_flags;
-use crate::{flags, gpa, names, resolve, slots, Api};
+use hook_list::{flags, names};
+
+use crate::{gpa, resolve, slots, Api};
 
 /// Returns a replacement for the lookup, or 0 to let the real `dlsym` answer it.
 ///
@@ -28,18 +29,15 @@ pub unsafe extern "C" fn cf_dlsym_policy(handle: *mut c_void, symbol: *const c_c
 
 fn policy(handle: *mut c_void, name: &CStr) -> usize {
     let n = name.to_bytes();
-    let api = match names::family(n) {
-        Some(0) => Api::Runtime,
-        Some(1) => Api::Driver,
-        Some(2) => Api::Nvml,
-        _ => return 0,
+    let Some(api) = names::api_of(n) else {
+        return 0;
     };
     if api == Api::Driver {
         if let Some(wrapper) = gpa::lookup(handle, n, name) {
             return wrapper;
         }
     }
-    let listed = listed_flags(api, names::base_name(n));
+    let listed = hook_list::function(api, names::base_name(n)).map(|id| hook_list::FUNCTIONS[usize::from(id)].flags);
     let flags = listed.unwrap_or(0);
     let wrap = match api {
         _ if flags & flags::EXEMPT != 0 => false,
@@ -67,5 +65,5 @@ fn policy(handle: *mut c_void, name: &CStr) -> usize {
     if resolve::library_of(real) != Some(api) {
         return 0; // some other library defines this name: not ours to touch
     }
-    slots::wrap(api, n, 0, 0, flags, real)
+    slots::wrap(api, n, 0, 0, real)
 }

@@ -31,30 +31,3 @@ pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns this thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
-
-/// Parses an unsigned decimal number with no sign, blanks or trailing bytes.
-pub fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &b in s {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + u64::from(b - b'0');
-    }
-    Some(v)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_only_plain_decimals() {
-        assert_eq!(super::parse_u64(b"79"), Some(79));
-        assert_eq!(super::parse_u64(b"0"), Some(0));
-        for bad in [&b""[..], b"abc", b"-1", b" 79", b"79 ", b"1e3", b"99999999999999999999"] {
-            assert_eq!(super::parse_u64(bad), None, "{bad:?}");
-        }
-    }
-}

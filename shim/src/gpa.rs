@@ -7,8 +7,9 @@
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::generated::listed_flags;
-use crate::{flags, names, resolve, slots, Api};
+use hook_list::{flags, names};
+
+use crate::{resolve, slots, Api};
 
 type Gpa = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64) -> c_int;
 type GpaV2 = unsafe extern "C" fn(*const c_char, *mut *mut c_void, c_int, u64, *mut c_int) -> c_int;
@@ -80,11 +81,12 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, version: c_in
         unsafe { *pfn = own(which) as *mut c_void };
         return;
     }
-    let flags = listed_flags(Api::Driver, names::base_name(name)).unwrap_or(0);
+    let flags = hook_list::function(Api::Driver, names::base_name(name))
+        .map_or(0, |id| hook_list::FUNCTIONS[usize::from(id)].flags);
     if flags & flags::EXEMPT != 0 || resolve::is_own(real) {
         return;
     }
-    let wrapped = slots::wrap(Api::Driver, name, version, cu_flags, flags, real);
+    let wrapped = slots::wrap(Api::Driver, name, version, cu_flags, real);
     // SAFETY: pfn is valid per the contract.
     unsafe { *pfn = wrapped as *mut c_void };
 }

@@ -16,7 +16,8 @@
 //!
 //! Rules for code in this crate: nothing on the fast path but atomics; no allocation, lock or
 //! std I/O in any hook; every Rust entry point catches panics and fails open; nothing is printed
-//! before the process makes its first CUDA call.
+//! before the process makes its first CUDA call, and nothing anywhere but the stderr the process
+//! started with; no hook ever waits for work that its own thread may be in the middle of.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // The unit-test build exports nothing (no_mangle is off under cfg(test), so the test binary
@@ -32,78 +33,60 @@ mod arch;
 
 #[macro_use]
 mod log;
+mod clock;
 mod config;
+mod decision;
 mod device;
 mod dispatch;
 mod dlsym;
+mod draw;
 mod envp;
+mod gate;
 mod gpa;
-mod names;
+mod libc_extra;
+mod lifecycle;
+mod lock;
+mod once;
+mod plan;
 mod resolve;
-mod scenario;
 mod slots;
 mod state;
 mod toggle;
 mod xids;
 
+pub use hook_list::Api;
+
 // SAFETY: slots.s only defines data and code with hidden visibility, used through the symbols
 // declared in `slots` and the generated trampolines.
 core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/slots.s")));
 
-/// The CUDA API families the shim interposes.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u8)]
-pub enum Api {
-    Runtime = 0,
-    Driver = 1,
-    Nvml = 2,
-}
-
-/// Per-function flags from `hooks.list`.
-pub mod flags {
-    /// On a fault, also write 0 through the first argument (a device-count out-pointer).
-    pub const COUNT: u8 = 1;
-    /// A synchronizing call (blocks in hang mode).
-    pub const SYNC: u8 = 2;
-    /// A pure lookup: never faulted, never wrapped.
-    pub const EXEMPT: u8 = 4;
-    /// Bits 4..7: 1 + the index of the argument holding the device ordinal, or 0.
-    const DEV_SHIFT: u8 = 4;
-
-    pub const fn dev_arg(index: u8) -> u8 {
-        (index + 1) << DEV_SHIFT
-    }
-
-    /// The index of the device-ordinal argument, if the function has one.
-    pub fn device_arg(flags: u8) -> Option<usize> {
-        match flags >> DEV_SHIFT {
-            0 => None,
-            n => Some(usize::from(n - 1)),
-        }
-    }
-}
-
-/// One exported function: its name, family and flags.
-pub struct Hook {
+/// One exported function of hooks.list.
+pub struct Export {
     pub name: &'static str,
     pub cname: &'static core::ffi::CStr,
     pub api: Api,
-    pub flags: u8,
+    pub flags: u16,
+    pub function: hook_list::FunctionId,
 }
 
 mod generated {
-    use crate::{flags, Api, Hook};
+    use crate::{Api, Export};
     include!(concat!(env!("OUT_DIR"), "/hooks.rs"));
 }
 
-/// The process-wide constructor: reads the environment once, before `main`. Hooks that run
-/// earlier (another library's constructor) initialise the configuration themselves.
+/// The process-wide constructor, before `main`: remembers which file stderr is, reads the
+/// environment and registers the fork handler. Hooks that run earlier (another library's
+/// constructor) read the configuration themselves.
 #[cfg(not(test))]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static CONSTRUCTOR: extern "C" fn() = {
     extern "C" fn construct() {
-        let _ = std::panic::catch_unwind(config::ensure);
+        let _ = std::panic::catch_unwind(|| {
+            log::remember_stderr();
+            config::get();
+            lifecycle::register_fork_handler();
+        });
     }
     construct
 };

@@ -13,35 +13,33 @@ unsafe extern "C" {
     static cf_real_dlsym: AtomicUsize;
 }
 
-// dlvsym lives in libdl before glibc 2.34 and in libc since; libdl.so.2 exists on both.
-#[link(name = "dl")]
-unsafe extern "C" {
-    fn dlvsym(handle: *mut c_void, symbol: *const c_char, version: *const c_char) -> *mut c_void;
-}
-
 #[cfg(target_arch = "x86_64")]
 const DLSYM_VERSIONS: [&CStr; 2] = [c"GLIBC_2.34", c"GLIBC_2.2.5"];
 #[cfg(target_arch = "aarch64")]
 const DLSYM_VERSIONS: [&CStr; 2] = [c"GLIBC_2.34", c"GLIBC_2.17"];
 
-/// The real `dlsym`. Found with `dlvsym`, which the shim does not interpose, so this never
-/// recurses (Rust's std itself calls `dlsym` during start-up, before our constructor).
+/// The real `dlsym`, which the shim's own export shadows. On glibc it is found with `dlvsym`,
+/// which the shim does not interpose, so this never recurses (Rust's std itself calls `dlsym`
+/// during start-up, before our constructor); elsewhere, in the C library's symbol table.
 pub fn real_dlsym() -> Option<DlsymFn> {
     // SAFETY: cf_real_dlsym is an aligned word in .data.
     let cell = unsafe { &cf_real_dlsym };
     let mut p = cell.load(Ordering::Acquire);
     if p == 0 {
-        for v in DLSYM_VERSIONS {
-            // SAFETY: NUL-terminated strings; RTLD_NEXT from this library finds libc's dlsym.
-            let f = unsafe { dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), v.as_ptr()) } as usize;
-            if f != 0 {
-                cell.store(f, Ordering::Release);
-                p = f;
-                break;
-            }
+        p = match crate::libc_extra::dlvsym() {
+            Some(dlvsym) => DLSYM_VERSIONS
+                .iter()
+                // SAFETY: NUL-terminated strings; RTLD_NEXT from this library finds libc's dlsym.
+                .map(|v| unsafe { dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), v.as_ptr()) } as usize)
+                .find(|&f| f != 0)
+                .unwrap_or(0),
+            None => crate::libc_extra::lookup_loaded(c"dlsym", own_base()),
+        };
+        if p != 0 {
+            cell.store(p, Ordering::Release);
         }
     }
-    // SAFETY: p is either 0 or libc's dlsym, which has this signature.
+    // SAFETY: p is either 0 or the C library's dlsym, which has this signature.
     (p != 0).then(|| unsafe { core::mem::transmute::<usize, DlsymFn>(p) })
 }
 
@@ -64,13 +62,19 @@ fn dladdr(addr: usize) -> Option<libc::Dl_info> {
 
 static OWN_BASE: AtomicUsize = AtomicUsize::new(0);
 
-/// Whether `addr` lies in this library (one of our own exports or trampolines).
-pub fn is_own(addr: usize) -> bool {
+/// The load address of this library.
+fn own_base() -> usize {
     let mut base = OWN_BASE.load(Ordering::Relaxed);
     if base == 0 {
         base = dladdr(is_own as *const () as usize).map_or(0, |i| i.dli_fbase as usize);
         OWN_BASE.store(base, Ordering::Relaxed);
     }
+    base
+}
+
+/// Whether `addr` lies in this library (one of our own exports or trampolines).
+pub fn is_own(addr: usize) -> bool {
+    let base = own_base();
     base != 0 && dladdr(addr).is_some_and(|i| i.dli_fbase as usize == base)
 }
 

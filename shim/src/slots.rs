@@ -6,6 +6,8 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
+use hook_list::FunctionId;
+
 use crate::generated::{EXPORTS, EXPORT_COUNT, POOL_SIZE};
 use crate::{resolve, Api};
 
@@ -28,7 +30,9 @@ fn real_cell(slot: usize) -> &'static AtomicUsize {
 pub struct Meta {
     pub name: &'static str,
     pub api: Api,
-    pub flags: u8,
+    pub flags: u16,
+    /// The hooks.list function it is (None: a driver or NVML entry point the list does not name).
+    pub function: Option<FunctionId>,
 }
 
 struct PoolSlot {
@@ -40,7 +44,8 @@ struct PoolData {
     name: [u8; NAME_MAX],
     len: usize,
     api: Api,
-    flags: u8,
+    flags: u16,
+    function: Option<FunctionId>,
     version: i32,
     cu_flags: u64,
 }
@@ -52,7 +57,15 @@ unsafe impl Sync for PoolSlot {}
 static POOL: [PoolSlot; POOL_SIZE] = [const {
     PoolSlot {
         ready: AtomicBool::new(false),
-        data: UnsafeCell::new(PoolData { name: [0; NAME_MAX], len: 0, api: Api::Driver, flags: 0, version: 0, cu_flags: 0 }),
+        data: UnsafeCell::new(PoolData {
+            name: [0; NAME_MAX],
+            len: 0,
+            api: Api::Driver,
+            flags: 0,
+            function: None,
+            version: 0,
+            cu_flags: 0,
+        }),
     }
 }; POOL_SIZE];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -70,10 +83,15 @@ fn pool_data(p: usize) -> Option<&'static PoolData> {
 pub fn meta(slot: usize) -> Option<Meta> {
     if slot < EXPORT_COUNT {
         let h = &EXPORTS[slot];
-        return Some(Meta { name: h.name, api: h.api, flags: h.flags });
+        return Some(Meta { name: h.name, api: h.api, flags: h.flags, function: Some(h.function) });
     }
     let d = pool_data(slot.checked_sub(EXPORT_COUNT).filter(|&p| p < POOL_SIZE)?)?;
-    Some(Meta { name: core::str::from_utf8(&d.name[..d.len]).unwrap_or("?"), api: d.api, flags: d.flags })
+    Some(Meta {
+        name: core::str::from_utf8(&d.name[..d.len]).unwrap_or("?"),
+        api: d.api,
+        flags: d.flags,
+        function: d.function,
+    })
 }
 
 /// Makes sure `cf_real[slot]` holds the real function; false if it cannot be found.
@@ -102,7 +120,9 @@ pub fn first_fault_in(slot: usize, period: u32) -> bool {
 /// A trampoline bound to `real` for (name, version, flags): an existing one if this exact
 /// binding was handed out before, else a new pool slot. When the pool is exhausted the real
 /// pointer itself is returned (that function then cannot fault), with one warning.
-pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, flags: u8, real: usize) -> usize {
+pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, real: usize) -> usize {
+    let function = hook_list::function(api, hook_list::names::base_name(name));
+    let flags = function.map_or(0, |id| hook_list::FUNCTIONS[usize::from(id)].flags);
     let stored = name.len().min(NAME_MAX);
     let claimed = NEXT.load(Ordering::Acquire).min(POOL_SIZE);
     for p in 0..claimed {
@@ -131,6 +151,7 @@ pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, flags: u8, real:
         d.len = stored;
         d.api = api;
         d.flags = flags;
+        d.function = function;
         d.version = version;
         d.cu_flags = cu_flags;
     }
@@ -142,10 +163,4 @@ pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, flags: u8, real:
 fn pool_entry(p: usize) -> usize {
     // SAFETY: cf_pool_entries has POOL_SIZE entries; p < POOL_SIZE.
     unsafe { cf_pool_entries[p] }
-}
-
-/// Number of pool trampolines handed out (for tests and diagnostics).
-#[allow(dead_code)]
-pub fn pool_used() -> usize {
-    NEXT.load(Ordering::Relaxed).min(POOL_SIZE)
 }

@@ -1,29 +1,20 @@
-//! The fault state and the gate word that the trampolines test.
+//! The fault state: the gate word the trampolines test, the active XID and on-period, and the
+//! per-period counters. [`apply`] publishes a decision; it runs only under the toggle checker's
+//! lock (see `lifecycle`), so there is one writer.
 //!
-//! Life of a process: the gate starts with `START` set, so the first intercepted call enters the
-//! slow path and runs [`touch`]: it prints pending configuration warnings, checks the toggle file,
-//! and starts the poller thread (or, with `CUDA_FAULT_POLL_MS=0`, sets `EVERY_CALL` so each call
-//! checks the file). From then on the gate is non-zero only while faults are on, so a call with
-//! faults off costs one load and one branch. A process that never calls CUDA never gets past
-//! the constructor: no thread, no file access, no output.
+//! While faults are off the gate is zero (after the first call), so a call costs one load and a
+//! predicted branch.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::scenario::{self, Scenario};
-use crate::{config, toggle, xids};
+use crate::decision::{Decision, Source};
+use crate::gate;
+use crate::plan::{self, Plan};
+use crate::{clock, config, xids};
 
 unsafe extern "C" {
-    /// Defined in slots.s (starts as `gate::START`).
+    /// Defined in slots.s (starts as `gate::INITIAL`).
     static cf_gate: AtomicU32;
-}
-
-pub mod gate {
-    /// Faults are on: every call is decided by the slow path.
-    pub const FAULTING: u32 = 1;
-    /// The process (or a forked child) has not made its first CUDA call yet. Must match slots.s.
-    pub const START: u32 = 2;
-    /// `CUDA_FAULT_POLL_MS=0`: check the toggle file on every call.
-    pub const EVERY_CALL: u32 = 4;
 }
 
 pub fn gate() -> &'static AtomicU32 {
@@ -31,202 +22,184 @@ pub fn gate() -> &'static AtomicU32 {
     unsafe { &cf_gate }
 }
 
-/// What a toggle check or the environment decided.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub on: bool,
-    pub xid: usize,
-    pub scenario: Scenario,
-}
-
-/// Where a decision came from, for the one line printed at each change.
-#[derive(Clone, Copy)]
-pub enum Source {
-    Env,
-    File,
-}
-
 const ON_BIT: u32 = 1 << 31;
 /// The active fault: `ON_BIT | xid index`, or 0.
 static ACTIVE: AtomicU32 = AtomicU32::new(0);
-/// Incremented each time faults turn on: each function logs its first fault once per period.
+/// Incremented each time faults turn on: each function logs its first fault once per period,
+/// and the per-period counters below restart.
 static PERIOD: AtomicU32 = AtomicU32::new(0);
+/// The last applied decision's scenario differs from the published plan only in its seed.
+static LAST: AtomicU64 = AtomicU64::new(0);
 /// Set once the process has made its first CUDA call: from then on messages may be printed.
 static ANNOUNCED: AtomicBool = AtomicBool::new(false);
-/// First-call work: 0 not started, 1 running, 2 done (reset in a forked child).
-static STARTED: AtomicU8 = AtomicU8::new(0);
 /// When the current on-period began (CLOCK_MONOTONIC, ms), for `after_ms`.
 static ON_SINCE_MS: AtomicU64 = AtomicU64::new(0);
 /// Calls that would have faulted in the current on-period, for `after_calls`.
-static CALLS: AtomicU64 = AtomicU64::new(0);
+static CANDIDATES: AtomicU64 = AtomicU64::new(0);
+/// Faults injected in the current on-period, for `count`.
+static INJECTED: AtomicU64 = AtomicU64::new(0);
+/// The on-period whose `count` ran out (0: none).
+static EXHAUSTED: AtomicU32 = AtomicU32::new(0);
 /// A sticky fault was injected: the process stays faulted whatever the toggle says.
 static LATCHED: AtomicBool = AtomicBool::new(false);
 static LATCH_NOTED: AtomicBool = AtomicBool::new(false);
+/// The seed of this process's draws when the scenario names none (0: not drawn yet).
+static PROCESS_SEED: AtomicU64 = AtomicU64::new(0);
 
-pub fn monotonic_ms() -> u64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: t is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+/// The active fault of a call.
+#[derive(Clone, Copy)]
+pub struct Active {
+    /// An index into `xids::XIDS`.
+    pub xid: usize,
+    pub period: u32,
+}
+
+/// The active fault, if faults are on (and `count` has not run out).
+pub fn active() -> Option<Active> {
+    let a = ACTIVE.load(Ordering::Acquire);
+    if a & ON_BIT == 0 {
+        return None;
+    }
+    let period = PERIOD.load(Ordering::Acquire);
+    (EXHAUSTED.load(Ordering::Acquire) != period).then_some(Active { xid: (a & !ON_BIT) as usize, period })
+}
+
+/// From now on messages may be printed (the first CUDA call).
+pub fn announce() -> bool {
+    !ANNOUNCED.swap(true, Ordering::AcqRel)
 }
 
 /// Milliseconds since faults turned on.
 pub fn on_for_ms() -> u64 {
-    monotonic_ms().saturating_sub(ON_SINCE_MS.load(Ordering::Acquire))
+    clock::monotonic_ms().saturating_sub(ON_SINCE_MS.load(Ordering::Acquire))
 }
 
 /// Counts one would-be fault; returns how many came before it in this on-period.
-pub fn count_call() -> u64 {
-    CALLS.fetch_add(1, Ordering::AcqRel)
+pub fn count_candidate() -> u64 {
+    CANDIDATES.fetch_add(1, Ordering::AcqRel)
 }
 
-/// Latches a sticky fault (the first injected error of a sticky scenario).
+/// Takes one of the `limit` faults of on-period `period`; false when none is left.
+pub fn take_fault(limit: u64, period: u32) -> bool {
+    let n = INJECTED.fetch_add(1, Ordering::AcqRel);
+    if n < limit {
+        if n + 1 == limit && EXHAUSTED.swap(period, Ordering::AcqRel) != period && ANNOUNCED.load(Ordering::Acquire) {
+            say!("count={limit} reached: no more faults until the toggle changes");
+        }
+        return true;
+    }
+    false
+}
+
+/// Latches a sticky fault (the first injected fault of a sticky scenario).
 pub fn latch() {
     LATCHED.store(true, Ordering::Release);
 }
 
-/// The active fault, if faults are on: (xid index, on-period number).
-pub fn active() -> Option<(usize, u32)> {
-    let a = ACTIVE.load(Ordering::Acquire);
-    (a & ON_BIT != 0).then(|| ((a & !ON_BIT) as usize, PERIOD.load(Ordering::Relaxed)))
+/// A seed for this process, drawn once from the kernel's random pool.
+fn process_seed() -> u64 {
+    let mut s = PROCESS_SEED.load(Ordering::Acquire);
+    if s == 0 {
+        let mut buf = [0u8; 8];
+        // SAFETY: getrandom writes at most 8 bytes into buf; GRND_NONBLOCK never waits.
+        let n = unsafe { libc::syscall(libc::SYS_getrandom, buf.as_mut_ptr(), 8usize, libc::GRND_NONBLOCK) };
+        s = if n == 8 {
+            u64::from_le_bytes(buf)
+        } else {
+            clock::monotonic_ns() ^ (u64::from(std::process::id()) << 32)
+        };
+        s = s.max(1);
+        PROCESS_SEED.store(s, Ordering::Release);
+    }
+    s
+}
+
+/// A cheap fingerprint of a decision, to tell "the same again" from a change.
+fn fingerprint(d: &Decision) -> u64 {
+    use core::hash::{Hash, Hasher};
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for &b in bytes {
+                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    (d.on, d.xid, d.scenario).hash(&mut h);
+    h.finish() | 1
 }
 
 /// Publishes a decision; prints one line when the state changes after the first CUDA call.
+/// Only the toggle checker calls this (one writer).
 pub fn apply(d: Decision, source: Source) {
-    let new = if d.on { ON_BIT | d.xid as u32 } else { 0 };
-    let old = ACTIVE.load(Ordering::Acquire);
+    let fp = fingerprint(&d);
+    let old = LAST.swap(fp, Ordering::AcqRel);
     if LATCHED.load(Ordering::Acquire) {
-        if new != old && ANNOUNCED.load(Ordering::Acquire) && !LATCH_NOTED.swap(true, Ordering::AcqRel) {
+        if old != fp && ANNOUNCED.load(Ordering::Acquire) && !LATCH_NOTED.swap(true, Ordering::AcqRel) {
             say!("the toggle changed, but the fault is sticky: this process stays faulted until it restarts");
         }
         return;
     }
-    let scenario_changed = d.on && scenario::current() != d.scenario;
-    if old == new && !scenario_changed {
+    let was_on = ACTIVE.load(Ordering::Acquire) != 0;
+    if old == fp || (!d.on && !was_on) {
         return;
     }
+    let seed = if d.on && d.scenario.percent.is_some() { process_seed() } else { 0 };
     if d.on {
-        // A new on-period: the scenario first, so no call sees the new XID with an old scenario.
-        scenario::publish(&d.scenario);
-        CALLS.store(0, Ordering::Release);
-        ON_SINCE_MS.store(monotonic_ms(), Ordering::Release);
+        // A new on-period: the plan first, so no call sees the new XID with an old plan.
+        plan::publish(&Plan::of(&d.scenario, seed));
+        CANDIDATES.store(0, Ordering::Release);
+        INJECTED.store(0, Ordering::Release);
+        ON_SINCE_MS.store(clock::monotonic_ms(), Ordering::Release);
         PERIOD.fetch_add(1, Ordering::AcqRel);
-    }
-    ACTIVE.store(new, Ordering::Release);
-    if d.on {
+        ACTIVE.store(ON_BIT | d.xid as u32, Ordering::Release);
         gate().fetch_or(gate::FAULTING, Ordering::AcqRel);
     } else {
+        ACTIVE.store(0, Ordering::Release);
         gate().fetch_and(!gate::FAULTING, Ordering::AcqRel);
     }
-    if !ANNOUNCED.load(Ordering::Acquire) {
-        return;
+    if ANNOUNCED.load(Ordering::Acquire) {
+        announce_change(&d, source, seed);
     }
-    let c = config::get();
+}
+
+/// Closes the gate once `count` ran out, so calls cost nothing again until the toggle changes.
+/// Runs under the check lock, like [`apply`].
+pub fn settle() {
+    if EXHAUSTED.load(Ordering::Acquire) == PERIOD.load(Ordering::Acquire) && ACTIVE.load(Ordering::Acquire) != 0 {
+        gate().fetch_and(!gate::FAULTING, Ordering::AcqRel);
+    }
+}
+
+fn announce_change(d: &Decision, source: Source, seed: u64) {
+    let Some(c) = config::get() else {
+        return;
+    };
     let row = &xids::XIDS[d.xid];
+    let mut scenario = d.scenario;
+    if scenario.percent.is_some() {
+        scenario.seed = scenario.seed.or(Some(seed));
+    }
     match (d.on, source) {
         (true, Source::Env) => say!(
             "faults ON: simulating XID {} ({}){} [CUDA_FAULT_INJECTION_ENABLED, no toggle file at {}]",
             row.xid,
             row.description,
-            d.scenario,
+            scenario,
             c.toggle_path()
         ),
         (true, Source::File) => say!(
             "faults ON: simulating XID {} ({}){} [toggle file {}]",
             row.xid,
             row.description,
-            d.scenario,
+            scenario,
             c.toggle_path()
         ),
         (false, Source::Env) => say!("faults OFF [toggle file {} removed; environment says off]", c.toggle_path()),
         (false, Source::File) => say!("faults OFF [toggle file {}]", c.toggle_path()),
-    }
-}
-
-/// The first intercepted call of the process: see the module comment. Concurrent first calls
-/// wait for the one doing the work, so none of them acts on a state not yet read.
-pub fn touch() {
-    match STARTED.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {
-            let c = config::get();
-            if !ANNOUNCED.swap(true, Ordering::AcqRel) {
-                c.print_warnings();
-            }
-            toggle::check();
-            if c.poll_ms == 0 {
-                gate().fetch_or(gate::EVERY_CALL, Ordering::AcqRel);
-            } else if !crate::state::poller::start(c.poll_ms) {
-                // No thread: fall back to checking on every call rather than never.
-                gate().fetch_or(gate::EVERY_CALL, Ordering::AcqRel);
-            }
-            gate().fetch_and(!gate::START, Ordering::AcqRel);
-            STARTED.store(2, Ordering::Release);
-        }
-        Err(_) => {
-            while STARTED.load(Ordering::Acquire) == 1 {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-        }
-    }
-}
-
-/// After `fork`, the child has no poller thread: make its first CUDA call start one.
-pub fn register_fork_handler() {
-    extern "C" fn child() {
-        STARTED.store(0, Ordering::Release);
-        toggle::reset_after_fork();
-        gate().fetch_or(gate::START, Ordering::AcqRel);
-    }
-    // SAFETY: registering a handler has no preconditions; `child` only touches atomics.
-    unsafe { libc::pthread_atfork(None, None, Some(child)) };
-}
-
-pub mod poller {
-    //! A background thread that checks the toggle file every poll interval, so the hot path
-    //! never needs a clock or a syscall. It blocks every signal (signals meant for the
-    //! application must not land on it) and holds no lock the application could wait on.
-
-    use core::ffi::c_void;
-    use core::mem::MaybeUninit;
-    use core::sync::atomic::{AtomicU32, Ordering};
-
-    static INTERVAL_MS: AtomicU32 = AtomicU32::new(0);
-
-    extern "C" fn run(_: *mut c_void) -> *mut c_void {
-        let name = c"cuda-fault-poll";
-        // SAFETY: naming the current thread with a NUL-terminated string of < 16 bytes.
-        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
-        loop {
-            let ms = INTERVAL_MS.load(Ordering::Relaxed) as i64;
-            let ts = libc::timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 };
-            // SAFETY: ts is valid; an interrupted sleep just checks early.
-            unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
-            let _ = std::panic::catch_unwind(crate::toggle::check);
-        }
-    }
-
-    /// Starts the thread; false if the system refused one.
-    pub fn start(interval_ms: u32) -> bool {
-        INTERVAL_MS.store(interval_ms, Ordering::Relaxed);
-        // SAFETY: standard pthread calls on locally owned, initialised attribute and mask objects.
-        unsafe {
-            let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
-            if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
-                return false;
-            }
-            let attr = attr.as_mut_ptr();
-            libc::pthread_attr_setdetachstate(attr, libc::PTHREAD_CREATE_DETACHED);
-            libc::pthread_attr_setstacksize(attr, 128 * 1024);
-            let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-            let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-            libc::sigfillset(all.as_mut_ptr());
-            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
-            let mut tid = MaybeUninit::<libc::pthread_t>::uninit();
-            let rc = libc::pthread_create(tid.as_mut_ptr(), attr, run, core::ptr::null_mut());
-            libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
-            libc::pthread_attr_destroy(attr);
-            rc == 0
-        }
     }
 }

@@ -13,8 +13,6 @@ pub struct XidRow {
     pub runtime: ErrorCode,
     pub driver: ErrorCode,
     pub nvml: Option<ErrorCode>,
-    #[allow(dead_code)] // read by the sticky-fault scenario
-    pub sticky: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/xids.rs"));

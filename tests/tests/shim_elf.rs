@@ -1,5 +1,5 @@
 //! The shipped library's ELF surface: exactly the intended exports (generated from
-//! shim/hooks.list), nothing Rust-mangled, and no dependency on any CUDA library, so it loads
+//! hook-list/hooks.list), nothing Rust-mangled, and no dependency on any CUDA library, so it loads
 //! into processes that have none.
 
 use std::collections::BTreeSet;
@@ -10,15 +10,10 @@ use goblin::elf::Elf;
 /// What hooks.list says the shim exports: every listed name except the exempt ones, plus the
 /// hand-written entry points.
 fn intended() -> BTreeSet<String> {
-    let list = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shim/hooks.list")).unwrap();
-    let mut names: BTreeSet<String> = list
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (!cols[2].split(',').any(|f| f == "exempt")).then(|| cols[1].to_string())
-        })
+    let mut names: BTreeSet<String> = hook_list::HOOKS
+        .iter()
+        .filter(|h| h.flags & hook_list::flags::EXEMPT == 0)
+        .map(|h| h.name.to_string())
         .collect();
     for extra in ["dlsym", "cuGetProcAddress", "cuGetProcAddress_v2"] {
         names.insert(extra.to_string());

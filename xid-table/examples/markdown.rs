@@ -1,1 +1,3 @@
-fn main() { print!("{}", xid_table::markdown(&xid_table::table())); }
+fn main() {
+    print!("{}", xid_table::markdown(&xid_table::table()));
+}

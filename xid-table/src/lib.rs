@@ -88,9 +88,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
                 cols.len()
             )));
         }
-        let xid: u32 = cols[0]
-            .parse()
-            .map_err(|_| err(format!("XID '{}' is not a number", cols[0])))?;
+        let xid: u32 = cols[0].parse().map_err(|_| err(format!("XID '{}' is not a number", cols[0])))?;
         if xid == 0 || xid > 65_535 {
             return Err(err(format!("XID {xid} is out of range 1..=65535")));
         }
@@ -135,9 +133,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
 }
 
 fn error_code<'a>(cell: &'a str, prefix: &str) -> Result<ErrorCode<'a>, String> {
-    let (name, number) = cell
-        .split_once('=')
-        .ok_or_else(|| format!("'{cell}' must be NAME=NUMBER"))?;
+    let (name, number) = cell.split_once('=').ok_or_else(|| format!("'{cell}' must be NAME=NUMBER"))?;
     let (name, number) = (name.trim(), number.trim());
     if !name.starts_with(prefix) || name.len() == prefix.len() {
         return Err(format!("'{name}' must start with {prefix}"));
@@ -226,7 +222,11 @@ mod tests {
             ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "runtime error"),
             ("79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "not a number"),
             ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e\n", 1, "NAME=NUMBER"),
-            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e\n", 1, "success"),
+            (
+                "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e\n",
+                1,
+                "success",
+            ),
             ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | maybe | e\n", 1, "sticky"),
             ("79 | a | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "UPPER"),
             ("79 | A |  | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "empty"),

@@ -1,0 +1,114 @@
+//! The life of a process under the shim, and of its forked children.
+//!
+//! The gate starts with `START` set, so the first intercepted call enters the slow path and runs
+//! [`touch`]: it prints pending configuration warnings, checks the toggle file, and starts the
+//! poller thread (or, with `CUDA_FAULT_POLL_MS=0`, sets `EVERY_CALL` so each call checks the
+//! file). A process that never calls CUDA never gets past the constructor: no thread, no file
+//! access, no output. After `fork`, the child's first CUDA call does the same again (the poller
+//! thread did not survive the fork).
+
+use core::ffi::c_void;
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::once::Once;
+use crate::state::{self, gate};
+use crate::{config, gate, plan, toggle};
+
+static FIRST: Once = Once::new();
+
+/// The first-call set-up; true once it is done. False when it cannot be had now (re-entered from
+/// a signal handler on the thread doing it, or another thread took too long): the caller
+/// forwards its call and a later call tries again.
+pub fn touch() -> bool {
+    FIRST.run(|| {
+        let Some(c) = config::get() else {
+            return;
+        };
+        if state::announce() {
+            c.print_warnings();
+        }
+        check(true);
+        if c.poll_ms == 0 || !poller::start(c.poll_ms) {
+            // No poller (or the system refused a thread): check on every call rather than never.
+            gate().fetch_or(gate::EVERY_CALL, Ordering::AcqRel);
+        }
+        gate().fetch_and(!gate::START, Ordering::AcqRel);
+    })
+}
+
+/// Checks the toggle file now and applies what it says. With `wait`, a check in progress on
+/// another thread is waited for (and then this one checks anew), so the caller sees the file as
+/// it was when it called.
+pub fn check(wait: bool) {
+    let Some(c) = config::get() else {
+        return;
+    };
+    toggle::check(c, wait, state::apply);
+    state::settle();
+}
+
+static FORK_HANDLER: AtomicU32 = AtomicU32::new(0);
+
+/// Registers the fork handler (once): the child mends what a thread of the parent may have left
+/// half-done, and its first CUDA call starts over.
+pub fn register_fork_handler() {
+    if FORK_HANDLER.swap(1, Ordering::AcqRel) != 0 {
+        return;
+    }
+    extern "C" fn child() {
+        config::after_fork();
+        toggle::after_fork();
+        plan::after_fork();
+        FIRST.reset();
+        gate().fetch_or(gate::START, Ordering::AcqRel);
+    }
+    crate::libc_extra::at_fork_child(child);
+}
+
+mod poller {
+    //! A background thread that checks the toggle file every poll interval, so the hot path never
+    //! needs a clock or a syscall. It blocks every signal (signals meant for the application must
+    //! not land on it) and holds no lock the application could wait on.
+
+    use super::*;
+
+    static INTERVAL_MS: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn run(_: *mut c_void) -> *mut c_void {
+        let name = c"cuda-fault-poll";
+        // SAFETY: naming the current thread with a NUL-terminated string of < 16 bytes.
+        unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+        loop {
+            let ms = i64::from(INTERVAL_MS.load(Ordering::Relaxed));
+            let ts = libc::timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 };
+            // SAFETY: ts is valid; an interrupted sleep just checks early.
+            unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+            let _ = std::panic::catch_unwind(|| check(true));
+        }
+    }
+
+    /// Starts the thread; false if the system refused one.
+    pub fn start(interval_ms: u32) -> bool {
+        INTERVAL_MS.store(interval_ms, Ordering::Relaxed);
+        // SAFETY: standard pthread calls on locally owned, initialised attribute and mask objects.
+        unsafe {
+            let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+            if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+                return false;
+            }
+            let attr = attr.as_mut_ptr();
+            libc::pthread_attr_setdetachstate(attr, libc::PTHREAD_CREATE_DETACHED);
+            libc::pthread_attr_setstacksize(attr, 128 * 1024);
+            let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+            let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigfillset(all.as_mut_ptr());
+            libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+            let mut tid = MaybeUninit::<libc::pthread_t>::uninit();
+            let rc = libc::pthread_create(tid.as_mut_ptr(), attr, run, core::ptr::null_mut());
+            libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
+            libc::pthread_attr_destroy(attr);
+            rc == 0
+        }
+    }
+}
