@@ -22,7 +22,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::Client;
 
 use crate::exit::{self, Failure};
-use crate::toggle::{Toggle, DEFAULT_FILE};
+use crate::toggle::{Line, DEFAULT_FILE};
 
 pub const DEFAULT_IMAGE: &str = "ghcr.io/cuda-fault/cuda-fault:0.1.0";
 pub const IMAGE_ENV: &str = "CUDA_FAULT_IMAGE";
@@ -57,8 +57,8 @@ pub const RBAC: &[(&str, &str, &str, bool)] = &[
 /// What the Job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verb {
-    /// Carries the validated toggle whose flags the Job passes on.
-    Enable(Toggle),
+    /// Carries the validated line whose flags the Job passes on.
+    Enable(Line),
     Disable,
     Clean,
     /// Read-only: prints the node's toggle file.
@@ -78,25 +78,8 @@ impl Verb {
     /// The container's command: this image's binary with an explicit `--file`.
     pub fn command(&self) -> Vec<String> {
         let mut c = vec![BINARY.to_string(), self.name().to_string(), "--file".into(), DEFAULT_FILE.into()];
-        if let Verb::Enable(t) = self {
-            if let Some(x) = t.xid {
-                c.extend(["--xid".into(), x.to_string()]);
-            }
-            if let Some(d) = &t.devices {
-                c.extend(["--devices".into(), d.join(",")]);
-            }
-            if let Some(n) = t.after_calls {
-                c.extend(["--after-calls".into(), n.to_string()]);
-            }
-            if let Some(ms) = t.after_ms {
-                c.extend(["--after".into(), format!("{ms}ms")]);
-            }
-            if let Some(m) = t.mode {
-                c.extend(["--mode".into(), m.as_str().into()]);
-            }
-            if t.sticky {
-                c.push("--sticky".into());
-            }
+        if let Verb::Enable(line) = self {
+            c.extend(crate::EnableFlags::args_for(line));
         }
         c
     }
@@ -679,19 +662,16 @@ mod tests {
 
     #[test]
     fn enable_command_carries_every_flag() {
-        let t = Toggle {
-            on: true,
-            xid: Some(48),
-            devices: Some(vec!["1".into(), "GPU-12345678".into()]),
-            after_calls: Some(7),
-            after_ms: Some(5000),
-            mode: Some(crate::toggle::Mode::Hang),
-            sticky: true,
-        };
+        let line = toggle_grammar::parse(
+            b"1 48 devices=1,GPU-12345678-1111-2222-3333-444455556666 after_calls=7 after_ms=5000 mode=hang sticky=1 \
+              percent=2.5 count=3 functions=@sync,cudaMalloc seed=9",
+        )
+        .unwrap();
         assert_eq!(
-            Verb::Enable(t).command().join(" "),
-            "/usr/local/bin/cuda-fault enable --file /host-fault/cuda_fault_enabled --xid 48 --devices 1,GPU-12345678 \
-             --after-calls 7 --after 5000ms --mode hang --sticky"
+            Verb::Enable(line).command().join(" "),
+            "/usr/local/bin/cuda-fault enable --file /host-fault/cuda_fault_enabled --xid 48 \
+             --devices 1,GPU-12345678-1111-2222-3333-444455556666 --after-calls 7 --after 5000ms --mode hang \
+             --percent 2.5 --count 3 --functions @sync,cudaMalloc --seed 9 --sticky=true"
         );
         assert_eq!(Verb::Clean.command().join(" "), "/usr/local/bin/cuda-fault clean --file /host-fault/cuda_fault_enabled");
     }

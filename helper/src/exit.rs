@@ -21,6 +21,9 @@ pub const READ_ONLY: u8 = 30;
 pub const SYMLINK: u8 = 40;
 /// `install`: the shim library to copy was not found (EX_NOINPUT).
 pub const NO_INPUT: u8 = 66;
+/// The target exists and is not a regular file (a device node, FIFO or socket), which
+/// cuda-fault refuses to replace or remove (EX_CANTCREAT).
+pub const NOT_REGULAR: u8 = 73;
 /// Cluster: node or namespace not found, or API server unreachable (EX_UNAVAILABLE).
 pub const UNAVAILABLE: u8 = 69;
 /// Cluster: the Job ran and failed (EX_SOFTWARE).
@@ -44,6 +47,7 @@ Exit codes:
   30  read-only file system
   40  the toggle path is a symbolic link (refused, never followed)
   66  install: the shim library was not found
+  73  the toggle path is a device node, FIFO or socket (refused, never replaced)
   69  cluster: node or namespace not found, or API server unreachable
   70  cluster: the Job failed
   74  other I/O error
@@ -137,8 +141,8 @@ mod tests {
 
     #[test]
     fn table_lists_every_code() {
-        for code in [OK, USAGE, PERMISSION_DENIED, IS_A_DIRECTORY, READ_ONLY, SYMLINK, NO_INPUT, UNAVAILABLE,
-            JOB_FAILED, IO_ERROR, TIMEOUT, FORBIDDEN, NO_CONFIG]
+        for code in [OK, USAGE, PERMISSION_DENIED, IS_A_DIRECTORY, READ_ONLY, SYMLINK, NO_INPUT, NOT_REGULAR,
+            UNAVAILABLE, JOB_FAILED, IO_ERROR, TIMEOUT, FORBIDDEN, NO_CONFIG]
         {
             assert!(TABLE.contains(&format!("{code:>4}  ")), "{code} missing from the table");
         }

@@ -7,7 +7,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -36,7 +36,27 @@ fn temp_prefix(name: &str) -> String {
     format!(".{name}.tmp.")
 }
 
-/// Refuses a symlink or directory at `path`; `Ok(true)` if a regular (or other) file exists.
+/// What a file type is, in words.
+pub fn kind_of(t: fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a regular file"
+    }
+}
+
+/// Refuses anything but a regular file at `path` (cuda-fault replaces and removes only its own
+/// toggle files, never a symlink, a device node or a FIFO); `Ok(true)` if a regular file exists.
 fn check_target(action: &str, path: &Path) -> Result<bool, Failure> {
     match fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => Err(Failure::new(
@@ -47,6 +67,14 @@ fn check_target(action: &str, path: &Path) -> Result<bool, Failure> {
             ),
         )),
         Ok(m) if m.is_dir() => Err(Failure::io(action, path, &io::Error::from(io::ErrorKind::IsADirectory))),
+        Ok(m) if !m.is_file() => Err(Failure::new(
+            exit::NOT_REGULAR,
+            format!(
+                "refusing to {action} {}: it is {}, not a regular file (cuda-fault only replaces its own toggle files)",
+                path.display(),
+                kind_of(m.file_type())
+            ),
+        )),
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Failure::io(action, path, &e)),
@@ -169,27 +197,46 @@ pub fn remove(path: &Path) -> Result<Removed, Failure> {
     Ok(Removed { existed, stale_temps })
 }
 
-/// Reads at most `limit + 1` bytes of `path` (following symlinks, as the shim does).
-/// `Ok(None)` when the file does not exist.
-pub fn read_limited(path: &Path, limit: usize) -> Result<Option<Vec<u8>>, Failure> {
-    match fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(Failure::io("read", path, &io::Error::from(io::ErrorKind::IsADirectory)));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Failure::io("read", path, &e)),
-    }
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+/// What [`read_like_the_shim`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No file (or none can be there: a path through a file, a name too long): the shim's
+    /// environment decides.
+    Absent,
+    /// Something that is not a regular file (the kind, in words): the shim treats it as off.
+    NotRegular(&'static str),
+    /// The first bytes (at most the limit).
+    Bytes(Vec<u8>),
+}
+
+/// Reads at most `limit` bytes of `path` the way the shim does: following symlinks, never
+/// blocking (a FIFO is not opened for reading), regular files only.
+pub fn read_like_the_shim(path: &Path, limit: usize) -> Result<Found, Failure> {
+    let absent = |e: &io::Error| {
+        e.kind() == io::ErrorKind::NotFound || matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ENAMETOOLONG))
+    };
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if absent(&e) => return Ok(Found::Absent),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(Found::NotRegular("a symbolic link loop")),
         Err(e) => return Err(Failure::io("read", path, &e)),
     };
+    if !meta.is_file() {
+        return Ok(Found::NotRegular(kind_of(meta.file_type())));
+    }
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path) {
+        Ok(f) => f,
+        Err(e) if absent(&e) => return Ok(Found::Absent),
+        Err(e) => return Err(Failure::io("read", path, &e)),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => return Ok(Found::NotRegular(kind_of(m.file_type()))),
+        Err(e) => return Err(Failure::io("read", path, &e)),
+    }
     let mut buf = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| Failure::io("read", path, &e))?;
-    Ok(Some(buf))
+    file.take(limit as u64).read_to_end(&mut buf).map_err(|e| Failure::io("read", path, &e))?;
+    Ok(Found::Bytes(buf))
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{Options, Verb, DEFAULT_IMAGE, DEFAULT_NAMESPACE, IMAGE_ENV};
 use crate::exit::Failure;
-use crate::toggle::{Toggle, DEFAULT_FILE, FILE_ENV};
+use crate::toggle::{Devices, Functions, Key, Keys, Line, Mode, Percent, DEFAULT_FILE, FILE_ENV};
 
 const ABOUT: &str = "Switches the cuda-fault shim on and off through its toggle file, locally or on a node";
 
@@ -29,9 +29,9 @@ Switches the cuda-fault shim on and off through its toggle file, locally or on a
 
 The toggle file holds one line: `<state> [<xid>] [key=value ...]`, e.g. `1`, `1 48`, `0`,
 `1 79 devices=1 after_ms=5000`. State 1 = faults on, 0 = off; the XID overrides the pod's
-CUDA_XID_TYPE. Keys: devices, after_calls, after_ms, mode, sticky. A missing file means the
-shim's environment decides; a malformed one counts as off. Writes are atomic (temporary file,
-fsync, rename) and never follow a symlink.";
+CUDA_XID_TYPE. Keys: devices, after_calls, after_ms, mode, sticky, percent, count, functions,
+seed. A missing file means the shim's environment decides; a malformed one counts as off.
+Writes are atomic (temporary file, fsync, rename) and never replace anything but a regular file.";
 
 #[derive(Debug, Parser)]
 #[command(name = "cuda-fault", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit::TABLE)]
@@ -43,44 +43,134 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct FileArg {
     /// The toggle file
-    #[arg(long, value_name = "PATH", env = FILE_ENV, default_value = DEFAULT_FILE)]
+    #[arg(long, value_name = "PATH", env = FILE_ENV, default_value = DEFAULT_FILE, value_parser = non_empty_path)]
     pub file: PathBuf,
 }
 
-/// Scenario flags of `enable`, validated by cuda-fault itself so a bad value is one line, exit 2.
-#[derive(Debug, Args, Default, Clone)]
+fn non_empty_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("the path is empty".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// A value parser that reads one toggle key with the shared grammar, so a flag accepts exactly
+/// what the shim accepts in the file.
+fn key<T: 'static>(key: Key, get: fn(&Keys) -> Option<T>) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let mut keys = Keys::default();
+        keys.set(key, s.as_bytes()).map_err(|e| e.detail().to_string())?;
+        Ok(get(&keys).expect("set"))
+    }
+}
+
+/// `--xid`: a number that the XID table has.
+fn xid(s: &str) -> Result<u64, String> {
+    let supported = xid_table::supported_list();
+    let x = toggle_grammar::number(s.as_bytes()).map_err(|e| format!("{}; supported: {supported}", e.detail()))?;
+    toggle::lookup(x).map(|_| x).ok_or_else(|| format!("unknown XID {x}; supported: {supported}"))
+}
+
+/// `--after`: `500ms`, `5s`, `2m`, `1h30m` (humantime), or a bare number of milliseconds.
+fn after(s: &str) -> Result<u64, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return toggle_grammar::number(s.as_bytes()).map_err(|e| e.detail().to_string());
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m or a number of milliseconds)"))?;
+    u64::try_from(d.as_millis()).map_err(|_| "too long".to_string())
+}
+
+/// Scenario flags of `enable` (and of a node's `enable`), each checked by the toggle grammar.
+#[derive(Debug, Args, Default, Clone, PartialEq, Eq)]
 pub struct EnableFlags {
     /// XID to simulate (see `cuda-fault xids`); default: the pod's CUDA_XID_TYPE
-    #[arg(long, allow_hyphen_values = true, value_name = "N")]
-    pub xid: Option<String>,
-    /// Only these devices: comma-separated ordinals or GPU UUIDs (GPU-xxxxxxxx-...)
-    #[arg(long, allow_hyphen_values = true, value_name = "LIST")]
-    pub devices: Option<String>,
-    /// Let the first N intercepted calls after turning on pass
-    #[arg(long = "after-calls", allow_hyphen_values = true, value_name = "N")]
-    pub after_calls: Option<String>,
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = xid)]
+    pub xid: Option<u64>,
+    /// Only these devices: comma-separated ordinals (0..63) and GPU-/MIG- UUIDs (at most 8)
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true, value_parser = key(Key::Devices, |k| k.devices))]
+    pub devices: Option<Devices>,
+    /// Let the first N calls that would fault pass
+    #[arg(long = "after-calls", value_name = "N", allow_hyphen_values = true, value_parser = key(Key::AfterCalls, |k| k.after_calls))]
+    pub after_calls: Option<u64>,
     /// Start faulting this long after turning on: 500ms, 5s, 2m, or a number of milliseconds
-    #[arg(long, allow_hyphen_values = true, value_name = "DURATION")]
-    pub after: Option<String>,
-    /// error: calls return the XID's error; hang: calls block
-    #[arg(long, allow_hyphen_values = true, value_name = "error|hang")]
-    pub mode: Option<String>,
-    /// Once a call has faulted, every later call faults too
-    #[arg(long)]
-    pub sticky: bool,
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = after)]
+    pub after: Option<u64>,
+    /// error: calls return the XID's error; hang: synchronizing calls block
+    #[arg(long, value_name = "error|hang", allow_hyphen_values = true, value_parser = key(Key::Mode, |k| k.mode))]
+    pub mode: Option<Mode>,
+    /// Once a call has faulted, the process stays faulted (--sticky=false writes sticky=0)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = key(Key::Sticky, |k| k.sticky))]
+    pub sticky: Option<bool>,
+    /// Only this share of the calls that would fault do: 0 < P <= 100, e.g. 5 or 0.1
+    #[arg(long, value_name = "P", allow_hyphen_values = true, value_parser = key(Key::Percent, |k| k.percent))]
+    pub percent: Option<Percent>,
+    /// At most N faults, then the fault ends by itself
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = key(Key::Count, |k| k.count))]
+    pub count: Option<u64>,
+    /// Only these functions fault: names from hooks.list and @launch, @memcpy, @sync, @alloc
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true, value_parser = key(Key::Functions, |k| k.functions))]
+    pub functions: Option<Functions>,
+    /// Seed of --percent's draws (default: a fresh one per process, printed by the shim)
+    #[arg(long, value_name = "S", allow_hyphen_values = true, value_parser = key(Key::Seed, |k| k.seed))]
+    pub seed: Option<u64>,
 }
 
 impl EnableFlags {
-    pub fn toggle(&self) -> Result<Toggle, Failure> {
-        toggle::from_flags(
-            self.xid.as_deref(),
-            self.devices.as_deref(),
-            self.after_calls.as_deref(),
-            self.after.as_deref(),
-            self.mode.as_deref(),
-            self.sticky,
-        )
-        .map_err(Failure::usage)
+    /// The "on" line these flags make; exit 2 when it would be longer than the shim reads.
+    pub fn line(&self) -> Result<Line, Failure> {
+        let keys = Keys {
+            devices: self.devices,
+            after_calls: self.after_calls,
+            after_ms: self.after,
+            mode: self.mode,
+            sticky: self.sticky,
+            percent: self.percent,
+            count: self.count,
+            functions: self.functions,
+            seed: self.seed,
+        };
+        toggle::on(self.xid, keys).map_err(Failure::usage)
+    }
+
+    /// The flags that make `line` (an "on" line): the command a node's Job runs.
+    pub fn args_for(line: &Line) -> Vec<String> {
+        let Line::On { xid, keys } = line else {
+            return Vec::new();
+        };
+        let mut a = Vec::new();
+        let mut push = |flag: &str, value: String| a.extend([flag.to_string(), value]);
+        if let Some(x) = xid {
+            push("--xid", x.to_string());
+        }
+        if let Some(d) = &keys.devices {
+            push("--devices", d.to_string());
+        }
+        if let Some(n) = keys.after_calls {
+            push("--after-calls", n.to_string());
+        }
+        if let Some(ms) = keys.after_ms {
+            push("--after", format!("{ms}ms"));
+        }
+        if let Some(m) = keys.mode {
+            push("--mode", m.word().to_string());
+        }
+        if let Some(p) = keys.percent {
+            push("--percent", p.to_string());
+        }
+        if let Some(n) = keys.count {
+            push("--count", n.to_string());
+        }
+        if let Some(f) = &keys.functions {
+            push("--functions", f.to_string());
+        }
+        if let Some(s) = keys.seed {
+            push("--seed", s.to_string());
+        }
+        if let Some(s) = keys.sticky {
+            a.push(format!("--sticky={s}"));
+        }
+        a
     }
 }
 
@@ -155,9 +245,9 @@ pub struct NodeArgs {
     /// Image holding /cuda-fault
     #[arg(long, value_name = "IMAGE", global = true, env = IMAGE_ENV, default_value = DEFAULT_IMAGE)]
     pub image: String,
-    /// Seconds to wait for the Job (also its activeDeadlineSeconds); 90, 90s or 2m
-    #[arg(long, value_name = "S", global = true, allow_hyphen_values = true, default_value = "120")]
-    pub timeout: String,
+    /// How long to wait for the Job (also its activeDeadlineSeconds): seconds, 90s or 2m
+    #[arg(long, value_name = "S", global = true, allow_hyphen_values = true, default_value = "120", value_parser = parse_timeout)]
+    pub timeout: Duration,
     #[command(subcommand)]
     pub verb: NodeVerb,
 }
@@ -174,24 +264,17 @@ pub enum NodeVerb {
     Status,
 }
 
-/// Parses `--timeout`: seconds, `90s` or `2m`; 1 s to 24 h.
-pub fn parse_timeout(s: &str) -> Result<Duration, Failure> {
-    let err = || Failure::usage(format!("invalid --timeout '{s}': expected seconds (1 to 86400), e.g. 120, 90s or 2m"));
-    let (num, mult) = if let Some(n) = s.strip_suffix('s') {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60)
+/// `--timeout`: seconds, or a duration (`90s`, `2m`); 1 s to 24 h.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>().map(Duration::from_secs).map_err(|_| "too large".to_string())?
     } else {
-        (s, 1)
+        humantime::parse_duration(s).map_err(|e| format!("{e} (expected seconds, e.g. 120, 90s or 2m)"))?
     };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(err());
+    if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+        return Err("expected 1 s to 24 h".into());
     }
-    let secs = num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(err)?;
-    if !(1..=86_400).contains(&secs) {
-        return Err(err());
-    }
-    Ok(Duration::from_secs(secs))
+    Ok(d)
 }
 
 /// The validated inputs of `node`, before any cluster call.
@@ -211,7 +294,7 @@ pub enum Target {
 impl NodeArgs {
     pub fn plan(&self) -> Result<NodePlan, Failure> {
         let verb = match &self.verb {
-            NodeVerb::Enable(flags) => Verb::Enable(flags.toggle()?),
+            NodeVerb::Enable(flags) => Verb::Enable(flags.line()?),
             NodeVerb::Disable => Verb::Disable,
             NodeVerb::Clean => Verb::Clean,
             NodeVerb::Status => Verb::Status,
@@ -225,7 +308,7 @@ impl NodeArgs {
         if self.image.is_empty() || self.image.chars().any(char::is_whitespace) {
             return Err(Failure::usage(format!("invalid --image '{}'", self.image)));
         }
-        let timeout = parse_timeout(&self.timeout)?;
+        let timeout = self.timeout;
         let target = match (&self.node, self.all) {
             (Some(n), false) => {
                 if !cluster::is_node_name(n) {
@@ -237,6 +320,25 @@ impl NodeArgs {
             _ => return Err(Failure::usage("give either NODE or --all")),
         };
         Ok(NodePlan { target, verb, options: Options::new(&self.namespace, &self.image, timeout) })
+    }
+}
+
+/// Reports a command-line error as one line on stderr, as every other failure is (help and
+/// version requests print as usual); returns the exit code.
+pub fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            e.exit_code()
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("cuda-fault: {first} (see cuda-fault --help)");
+            i32::from(exit::USAGE)
+        }
     }
 }
 
@@ -253,8 +355,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
-        Command::Enable { file, flags } => local::write_toggle(&file.file, &flags.toggle()?, out),
-        Command::Disable { file } => local::write_toggle(&file.file, &Toggle::off(), out),
+        Command::Enable { file, flags } => local::write_toggle(&file.file, &flags.line()?, out),
+        Command::Disable { file } => local::write_toggle(&file.file, &Line::Off, out),
         Command::Clean { file } => local::clean(&file.file, out),
         Command::Status { file, json } => {
             let s = local::status(&file.file)?;
@@ -328,7 +430,7 @@ mod tests {
         assert_eq!(p.target, Target::Node("gpu-1".into()));
         assert_eq!(p.options.namespace, "ns1");
         assert_eq!(p.options.timeout, Duration::from_secs(120));
-        assert!(matches!(p.verb, Verb::Enable(Toggle { xid: Some(48), .. })));
+        assert!(matches!(p.verb, Verb::Enable(Line::On { xid: Some(48), .. })));
         let p = plan(&["cuda-fault", "node", "--all", "--selector", "a=b", "clean"]).unwrap();
         assert_eq!(p.target, Target::All { selector: Some("a=b".into()) });
         assert_eq!(p.verb, Verb::Clean);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::exit::{self, Failure};
-use crate::fsops;
-use crate::toggle::{Toggle, MAX_LEN};
+use crate::fsops::{self, Found};
+use crate::toggle::{self, Line, MAX_LEN};
 
 /// Mode of the toggle file.
 pub const TOGGLE_MODE: u32 = 0o644;
@@ -17,48 +17,11 @@ pub const LIBRARY_MODE: u32 = 0o755;
 /// The shim library's file name, beside the binary in the image and in the install directory.
 pub const LIBRARY_NAME: &str = "cuda_intercept.so";
 
-fn describe_xid(x: u64) -> String {
-    match crate::toggle::lookup(x) {
-        Some(row) => format!("XID {x} ({})", row.mnemonic),
-        None => format!(
-            "XID {x}, which is not in the XID table: the shim simulates the pod's CUDA_XID_TYPE (default {}) instead",
-            xid_table::DEFAULT_XID
-        ),
-    }
-}
-
-/// One sentence on what the shim does with this (valid) toggle.
-pub fn effect(t: &Toggle) -> String {
-    if !t.on {
-        return "faults off".into();
-    }
-    let mut s = match t.xid {
-        Some(x) => format!("faults on: {}", describe_xid(x)),
-        None => format!("faults on: XID from the pod's CUDA_XID_TYPE (default {})", xid_table::DEFAULT_XID),
-    };
-    if let Some(d) = &t.devices {
-        s.push_str(&format!(", devices {}", d.join(",")));
-    }
-    if let Some(n) = t.after_calls {
-        s.push_str(&format!(", after {n} passing calls"));
-    }
-    if let Some(ms) = t.after_ms {
-        s.push_str(&format!(", after {ms} ms"));
-    }
-    if let Some(m) = t.mode {
-        s.push_str(&format!(", mode {}", m.as_str()));
-    }
-    if t.sticky {
-        s.push_str(", sticky");
-    }
-    s
-}
-
-/// Writes `toggle` to `path` atomically and says so on `out`.
-pub fn write_toggle(path: &Path, toggle: &Toggle, out: &mut dyn Write) -> Result<(), Failure> {
-    let text = toggle.render();
+/// Writes `line` to `path` atomically and says so on `out`.
+pub fn write_toggle(path: &Path, line: &Line, out: &mut dyn Write) -> Result<(), Failure> {
+    let text = toggle::render(line);
     fsops::write_atomic(path, text.as_bytes(), TOGGLE_MODE)?;
-    let _ = writeln!(out, "wrote {:?} to {}: {}", text.trim_end(), path.display(), effect(toggle));
+    let _ = writeln!(out, "wrote {:?} to {}: {}", text.trim_end(), path.display(), toggle::effect(line));
     Ok(())
 }
 
@@ -77,7 +40,8 @@ pub fn clean(path: &Path, out: &mut dyn Write) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `status --json`: a stable object (field order fixed).
+/// `status --json`: a stable object (field order fixed). The key fields are what the file says
+/// (null: not set there, so the pod's CUDA_FAULT_* variable or the default applies).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Status {
     pub file: String,
@@ -88,49 +52,75 @@ pub struct Status {
     pub devices: Option<Vec<String>>,
     pub after_calls: Option<u64>,
     pub after_ms: Option<u64>,
-    /// "error" or "hang" for a valid file ("error" unless the file says hang); null otherwise.
     pub mode: Option<&'static str>,
     pub sticky: Option<bool>,
+    /// The canonical text, e.g. "0.1".
+    pub percent: Option<String>,
+    pub count: Option<u64>,
+    pub functions: Option<Vec<String>>,
+    pub seed: Option<u64>,
     pub raw: Option<String>,
-    /// Why the file is malformed; null otherwise.
+    /// Why the file counts as off although present; null otherwise.
     pub error: Option<String>,
     /// What the shim does.
     pub effect: String,
 }
 
-/// Reads and parses the toggle file.
+fn list(text: String) -> Vec<String> {
+    text.split(',').map(str::to_string).collect()
+}
+
+/// Reads the toggle file the way the shim does and says what the shim makes of it.
 pub fn status(path: &Path) -> Result<Status, Failure> {
     let file = path.display().to_string();
-    // Read well past what the shim reads, so `raw` shows an over-long file as it is.
-    let Some(bytes) = fsops::read_limited(path, 16 * MAX_LEN)? else {
-        return Ok(Status { file, state: "absent", effect: "absent: env decides".into(), ..Status::default() });
+    let bytes = match fsops::read_like_the_shim(path, MAX_LEN + 1)? {
+        Found::Absent => {
+            return Ok(Status { file, state: "absent", effect: "absent: env decides".into(), ..Status::default() })
+        }
+        Found::NotRegular(what) => {
+            return Ok(Status {
+                file,
+                present: true,
+                state: "invalid",
+                error: Some(format!("it is {what}, not a regular file")),
+                effect: "malformed: the shim treats it as off".into(),
+                ..Status::default()
+            })
+        }
+        Found::Bytes(b) => b,
     };
-    let raw = String::from_utf8_lossy(&bytes).into_owned();
-    let parsed = match std::str::from_utf8(&bytes) {
-        Ok(text) => Toggle::parse(text).map_err(|m| m.0),
-        Err(_) => Err("not UTF-8 text".to_string()),
-    };
-    Ok(match parsed {
-        Ok(t) => Status {
-            file,
-            present: true,
-            state: if t.on { "on" } else { "off" },
-            xid: t.xid,
-            devices: t.devices.clone(),
-            after_calls: t.after_calls,
-            after_ms: t.after_ms,
-            mode: Some(t.mode.map_or("error", |m| m.as_str())),
-            sticky: Some(t.sticky),
-            raw: Some(raw),
-            error: None,
-            effect: effect(&t),
-        },
-        Err(reason) => Status {
+    let raw = Some(String::from_utf8_lossy(&bytes).into_owned());
+    Ok(match toggle_grammar::parse(&bytes) {
+        Ok(line) => {
+            let effect = toggle::effect(&line);
+            match line {
+                Line::Off => Status { file, present: true, state: "off", raw, effect, ..Status::default() },
+                Line::On { xid, keys } => Status {
+                    file,
+                    present: true,
+                    state: "on",
+                    xid,
+                    devices: keys.devices.map(|d| list(d.to_string())),
+                    after_calls: keys.after_calls,
+                    after_ms: keys.after_ms,
+                    mode: keys.mode.map(|m| m.word()),
+                    sticky: keys.sticky,
+                    percent: keys.percent.map(|p| p.to_string()),
+                    count: keys.count,
+                    functions: keys.functions.map(|f| list(f.to_string())),
+                    seed: keys.seed,
+                    raw,
+                    error: None,
+                    effect,
+                },
+            }
+        }
+        Err(e) => Status {
             file,
             present: true,
             state: "invalid",
-            raw: Some(raw),
-            error: Some(reason),
+            raw,
+            error: Some(e.to_string()),
             effect: "malformed: the shim treats malformed content as off".into(),
             ..Status::default()
         },
@@ -150,26 +140,31 @@ pub fn status_text(s: &Status) -> String {
                 "state:       invalid: {}; the shim treats malformed content as off\n",
                 s.error.as_deref().unwrap_or("malformed")
             ));
-            out.push_str(&format!("raw:         {:?}\n", s.raw.as_deref().unwrap_or("")));
+            if let Some(raw) = &s.raw {
+                out.push_str(&format!("raw:         {raw:?}\n"));
+            }
             return out;
         }
         state => out.push_str(&format!("state:       {state}\n")),
     }
-    let dash = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
-    let xid = match s.xid {
-        Some(x) => describe_xid(x),
-        None if s.state == "on" => format!("from the pod's CUDA_XID_TYPE (default {})", xid_table::DEFAULT_XID),
-        None => "-".into(),
-    };
-    out.push_str(&format!("xid:         {xid}\n"));
-    out.push_str(&format!(
-        "devices:     {}\n",
-        s.devices.as_ref().map_or_else(|| "all".to_string(), |d| d.join(","))
-    ));
-    out.push_str(&format!("after_calls: {}\n", dash(s.after_calls)));
-    out.push_str(&format!("after_ms:    {}\n", dash(s.after_ms)));
-    out.push_str(&format!("mode:        {}\n", s.mode.unwrap_or("error")));
-    out.push_str(&format!("sticky:      {}\n", if s.sticky == Some(true) { "yes" } else { "no" }));
+    if s.state == "on" {
+        let unset = "- (the pod's variable, or the default)";
+        let show = |v: Option<String>| v.unwrap_or_else(|| unset.to_string());
+        let xid = match s.xid {
+            Some(x) => toggle::describe_xid(x),
+            None => format!("from the pod's CUDA_XID_TYPE (default {})", xid_table::DEFAULT_XID),
+        };
+        out.push_str(&format!("xid:         {xid}\n"));
+        out.push_str(&format!("devices:     {}\n", show(s.devices.as_ref().map(|d| d.join(",")))));
+        out.push_str(&format!("functions:   {}\n", show(s.functions.as_ref().map(|f| f.join(",")))));
+        out.push_str(&format!("after_calls: {}\n", show(s.after_calls.map(|n| n.to_string()))));
+        out.push_str(&format!("after_ms:    {}\n", show(s.after_ms.map(|n| n.to_string()))));
+        out.push_str(&format!("percent:     {}\n", show(s.percent.clone())));
+        out.push_str(&format!("count:       {}\n", show(s.count.map(|n| n.to_string()))));
+        out.push_str(&format!("seed:        {}\n", show(s.seed.map(|n| n.to_string()))));
+        out.push_str(&format!("mode:        {}\n", show(s.mode.map(str::to_string))));
+        out.push_str(&format!("sticky:      {}\n", show(s.sticky.map(|b| if b { "yes" } else { "no" }.to_string()))));
+    }
     out.push_str(&format!("raw:         {:?}\n", s.raw.as_deref().unwrap_or("")));
     out.push_str(&format!("effect:      {}\n", s.effect));
     out

@@ -3,8 +3,10 @@ use std::io::Write;
 use clap::Parser;
 
 fn main() {
-    // Usage errors exit 2 from inside parse(), with clap's message.
-    let cli = cuda_fault::Cli::parse();
+    let cli = match cuda_fault::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(cuda_fault::usage_error(&e)),
+    };
     let mut out = std::io::stdout().lock();
     let code = cuda_fault::run(cli, &mut out, &mut std::io::stderr().lock());
     let _ = out.flush();

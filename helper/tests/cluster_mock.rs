@@ -320,8 +320,9 @@ async fn scenario_flags_reach_the_job_command() {
     let name = job_name("enable", "gpu-2");
     let n = name.clone();
     let o = scenario(
-        &["node", "gpu-2", "enable", "--xid", "79", "--devices", "1,GPU-8f2c1a3e-1111", "--after-calls", "5",
-          "--after", "5s", "--mode", "hang", "--sticky", "-n", "chaos"],
+        &["node", "gpu-2", "enable", "--xid", "79", "--devices", "1,GPU-8f2c1a3e-1111-2222-3333-444455556666",
+          "--after-calls", "5", "--after", "5s", "--mode", "hang", "--sticky", "-n", "chaos", "--percent", "12.5",
+          "--count", "3", "--functions", "@launch,cudaMalloc", "--seed", "7"],
         move |mut s| async move {
             s.expect("GET", "/api/v1/nodes/gpu-2").await.json(200, node_json("gpu-2", false, true));
             let c = s.expect("POST", "/apis/batch/v1/namespaces/chaos/jobs?").await;
@@ -329,8 +330,9 @@ async fn scenario_flags_reach_the_job_command() {
             assert_eq!(
                 container["command"],
                 json!(["/usr/local/bin/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "79",
-                       "--devices", "1,GPU-8f2c1a3e-1111", "--after-calls", "5", "--after", "5000ms",
-                       "--mode", "hang", "--sticky"])
+                       "--devices", "1,GPU-8f2c1a3e-1111-2222-3333-444455556666", "--after-calls", "5", "--after", "5000ms",
+                       "--mode", "hang", "--percent", "12.5", "--count", "3", "--functions", "@launch,cudaMalloc",
+                       "--seed", "7", "--sticky=true"])
             );
             assert_eq!(c.body["metadata"]["namespace"], "chaos");
             let body = c.body.clone();

@@ -91,54 +91,89 @@ fn enable_with_xid_and_every_scenario_flag() {
     assert_eq!(fs::read_to_string(&f).unwrap(), "1 mode=error\n");
 }
 
-/// 30 GPU UUIDs: a toggle line longer than the shim reads.
-const TOO_MANY_UUIDS: &str = concat!(
-    "GPU-8f2c1a3e-1111-2222-3333-444455556600,GPU-8f2c1a3e-1111-2222-3333-444455556601,GPU-8f2c1a3e-1111-2222-3333-444455556602,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556603,GPU-8f2c1a3e-1111-2222-3333-444455556604,GPU-8f2c1a3e-1111-2222-3333-444455556605,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556606,GPU-8f2c1a3e-1111-2222-3333-444455556607,GPU-8f2c1a3e-1111-2222-3333-444455556608,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556609,GPU-8f2c1a3e-1111-2222-3333-444455556610,GPU-8f2c1a3e-1111-2222-3333-444455556611,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556612,GPU-8f2c1a3e-1111-2222-3333-444455556613,GPU-8f2c1a3e-1111-2222-3333-444455556614,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556615,GPU-8f2c1a3e-1111-2222-3333-444455556616,GPU-8f2c1a3e-1111-2222-3333-444455556617,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556618,GPU-8f2c1a3e-1111-2222-3333-444455556619,GPU-8f2c1a3e-1111-2222-3333-444455556620,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556621,GPU-8f2c1a3e-1111-2222-3333-444455556622,GPU-8f2c1a3e-1111-2222-3333-444455556623,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556624,GPU-8f2c1a3e-1111-2222-3333-444455556625,GPU-8f2c1a3e-1111-2222-3333-444455556626,",
-    "GPU-8f2c1a3e-1111-2222-3333-444455556627,GPU-8f2c1a3e-1111-2222-3333-444455556628,GPU-8f2c1a3e-1111-2222-3333-444455556629"
-);
+/// Every function hooks.list lets `functions=` name: a toggle line longer than the shim reads.
+fn every_function() -> String {
+    let names: Vec<&str> =
+        hook_list::HOOKS.iter().filter(|h| h.flags & hook_list::flags::EXEMPT == 0).map(|h| h.name).collect();
+    names.join(",")
+}
 
 #[test]
 fn bad_values_exit_2_with_one_line_and_write_nothing() {
     let d = tmp();
     let f = d.path().join("t");
     let supported = xid_table::supported_list();
+    let nine_uuids: Vec<String> = (0..9).map(|i| format!("GPU-8f2c1a3e-1111-2222-3333-4444555566{i:02}")).collect();
+    let nine_uuids = nine_uuids.join(",");
+    let all = every_function();
     let cases: &[(&[&str], &str)] = &[
-        (&["--xid", "999"], "unknown XID 999; supported: "),
-        (&["--xid", "abc"], "invalid --xid"),
-        (&["--xid", "0"], "unknown XID 0"),
-        (&["--xid", "-48"], "invalid --xid"),
-        (&["--devices", ""], "invalid --devices"),
-        (&["--devices", "0,,1"], "invalid --devices"),
-        (&["--devices", "gpu0"], "invalid --devices"),
-        (&["--devices", TOO_MANY_UUIDS], "more than the 1024 the shim reads"),
-        (&["--after-calls", "-1"], "invalid --after-calls"),
-        (&["--after-calls", "many"], "invalid --after-calls"),
-        (&["--after", "5x"], "invalid --after '5x'"),
-        (&["--after", "1.5s"], "invalid --after"),
-        (&["--mode", "crash"], "invalid --mode 'crash'"),
+        (&["--xid", "999"], "invalid value '999' for '--xid <N>': unknown XID 999; supported: "),
+        (&["--xid", "abc"], "'abc' is not a number; supported: "),
+        (&["--xid", "0"], "unknown XID 0; supported: "),
+        (&["--xid", "-48"], "'-48' is not a number; supported: "),
+        (&["--devices", ""], "for '--devices <LIST>': has an empty item"),
+        (&["--devices", "0,,1"], "for '--devices <LIST>': has an empty item"),
+        (&["--devices", "gpu0"], "'gpu0' is neither an ordinal 0..63 nor a GPU-/MIG- UUID"),
+        (&["--devices", "64"], "device '64' is outside 0..63"),
+        (&["--devices", "GPU-12345678-abcd"], "'GPU-12345678-abcd' is neither an ordinal 0..63 nor a GPU-/MIG- UUID"),
+        (&["--devices", &nine_uuids], "lists more than 8 UUIDs"),
+        (&["--functions", &all], "more than the 1024 the shim reads"),
+        (&["--functions", "cudaMallocc"], "'cudaMallocc' is not a function in hooks.list"),
+        (&["--functions", "@kernels"], "'@kernels' is not a family (@launch, @memcpy, @sync, @alloc)"),
+        (&["--after-calls", "-1"], "for '--after-calls <N>': '-1' is not a number"),
+        (&["--after-calls", "18446744073709551616"], "'18446744073709551616' is out of range (at most 18446744073709551615)"),
+        (&["--after", "5x"], "invalid value '5x' for '--after <DURATION>'"),
+        (&["--after", "18446744073709551616"], "is out of range"),
+        (&["--mode", "crash"], "'crash' is not error or hang"),
+        (&["--sticky=2"], "'2' is not 1, 0, true or false"),
+        (&["--percent", "0"], "'0' is not above 0 and at most 100"),
+        (&["--percent", "0.0000001"], "has more than 6 decimals"),
+        (&["--count", "0"], "for '--count <N>': must be at least 1"),
+        (&["--seed", "x"], "for '--seed <S>': 'x' is not a number"),
     ];
     for (args, needle) in cases {
         let out = cf().args(["enable", "--file", p(&f)]).args(*args).assert().code(2).get_output().clone();
         let line = one_line(&out.stderr);
         assert!(line.contains(needle), "{args:?}: {line}");
-        if needle.starts_with("unknown XID") {
-            assert!(line.trim_end().ends_with(&supported), "{line}");
+        if needle.contains("supported: ") {
+            assert!(line.contains(&supported), "{line}");
         }
         assert!(!f.exists(), "{args:?} wrote the file");
     }
     assert!(names_in(d.path()).is_empty());
-    // clap's own usage errors keep exit 2.
-    cf().args(["enable", "--bogus"]).assert().code(2);
-    cf().args(["frobnicate"]).assert().code(2);
+    // clap's own usage errors: one line, exit 2.
+    for args in [&["enable", "--bogus"][..], &["frobnicate"], &["enable", "--file", ""], &["status", "--file", ""]] {
+        let out = cf().args(args).assert().code(2).get_output().clone();
+        one_line(&out.stderr);
+    }
     cf().assert().code(2);
+}
+
+#[test]
+fn what_enable_writes_the_shim_accepts_to_the_grammar_s_limits() {
+    let d = tmp();
+    let f = d.path().join("t");
+    let eight: Vec<String> = (0..8).map(|i| format!("MIG-8f2c1a3e-1111-2222-3333-4444555566{i:02}")).collect();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--devices", "63,0"], "1 devices=0,63\n"),
+        (&["--devices", &eight.join(",")], &format!("1 devices={}\n", eight.join(","))),
+        (&["--after-calls", "10000000000000000000"], "1 after_calls=10000000000000000000\n"),
+        (&["--after", "18446744073709551615"], "1 after_ms=18446744073709551615\n"),
+        (&["--after", "1.5s"], "1 after_ms=1500\n"),
+        (&["--sticky=false"], "1 sticky=0\n"),
+        (&["--percent", "007.50", "--count", "3", "--seed", "0"], "1 percent=7.5 count=3 seed=0\n"),
+        (&["--functions", "cuMemAlloc_v2,@launch,cudaMalloc"], "1 functions=@launch,cudaMalloc,cuMemAlloc\n"),
+    ];
+    for (args, want) in cases {
+        cf().args(["enable", "--file", p(&f)]).args(*args).assert().success();
+        let written = fs::read_to_string(&f).unwrap();
+        assert_eq!(&written, want, "{args:?}");
+        // What was written reads back as on, with nothing malformed.
+        let v: Value =
+            serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout)
+                .unwrap();
+        assert_eq!(v["state"], "on", "{args:?}: {v}");
+    }
 }
 
 #[test]
@@ -176,15 +211,16 @@ fn status_text_and_json() {
     assert_eq!(
         absent,
         json!({"file": file, "present": false, "state": "absent", "xid": null, "devices": null,
-               "after_calls": null, "after_ms": null, "mode": null, "sticky": null, "raw": null,
+               "after_calls": null, "after_ms": null, "mode": null, "sticky": null, "percent": null,
+               "count": null, "functions": null, "seed": null, "raw": null,
                "error": null, "effect": "absent: env decides"})
     );
 
     fs::write(&f, "1 48\n").unwrap();
     let out = cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
-    // Stable key order.
-    assert!(text.starts_with(r#"{"file":"#) && text.contains(r#""present":true,"state":"on","xid":48,"devices":null,"after_calls":null,"after_ms":null,"mode":"error","sticky":false,"raw":"1 48\n","error":null,"effect":"#), "{text}");
+    // Stable key order; keys the file does not set are null (the pod's variables decide them).
+    assert!(text.starts_with(r#"{"file":"#) && text.contains(r#""present":true,"state":"on","xid":48,"devices":null,"after_calls":null,"after_ms":null,"mode":null,"sticky":null,"percent":null,"count":null,"functions":null,"seed":null,"raw":"1 48\n","error":null,"effect":"#), "{text}");
     cf().args(["status", "--file", p(&f)])
         .assert()
         .success()
@@ -192,11 +228,18 @@ fn status_text_and_json() {
         .stdout(predicate::str::contains("XID 48 (GPU_ECC_DBE)"))
         .stdout(predicate::str::contains(&file));
 
-    fs::write(&f, "1 79 devices=0,GPU-12345678-aaaa after_calls=3 after_ms=5000 mode=hang sticky=1\n").unwrap();
+    fs::write(
+        &f,
+        "1 79 devices=0,GPU-12345678-AAAA-2222-3333-444455556666 after_calls=3 after_ms=5000 mode=hang sticky=true \
+         percent=0.50 count=2 functions=cudaMalloc,@sync seed=11\n",
+    )
+    .unwrap();
     let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
     assert_eq!(v["state"], "on");
     assert_eq!(v["xid"], 79);
-    assert_eq!(v["devices"], json!(["0", "GPU-12345678-aaaa"]));
+    assert_eq!(v["devices"], json!(["0", "GPU-12345678-aaaa-2222-3333-444455556666"]));
+    assert_eq!((v["percent"].as_str(), v["count"].as_u64(), v["seed"].as_u64()), (Some("0.5"), Some(2), Some(11)));
+    assert_eq!(v["functions"], json!(["@sync", "cudaMalloc"]));
     assert_eq!(v["after_calls"], 3);
     assert_eq!(v["after_ms"], 5000);
     assert_eq!(v["mode"], "hang");
@@ -204,7 +247,9 @@ fn status_text_and_json() {
     cf().args(["status", "--file", p(&f)])
         .assert()
         .success()
-        .stdout(predicate::str::contains("devices:     0,GPU-12345678-aaaa\n"))
+        .stdout(predicate::str::contains("devices:     0,GPU-12345678-aaaa-2222-3333-444455556666\n"))
+        .stdout(predicate::str::contains("functions:   @sync,cudaMalloc\n"))
+        .stdout(predicate::str::contains("percent:     0.5\n"))
         .stdout(predicate::str::contains("after_calls: 3\n"))
         .stdout(predicate::str::contains("after_ms:    5000\n"))
         .stdout(predicate::str::contains("mode:        hang\n"))
@@ -225,13 +270,18 @@ fn status_text_and_json() {
         .stdout(predicate::str::contains("state:       on\n"))
         .stdout(predicate::str::contains("XID 999, which is not in the XID table"));
 
-    let too_long = format!("1 {}\n", "0".repeat(200));
-    for bad in ["", "yes\n", "1 48 49\n", "1 48 colour=red\n", "1 mode=explode\n", too_long.as_str()] {
+    // Exactly what the shim refuses: over 1024 bytes, bad values of every key.
+    let too_long = format!("1 48{}\n", " ".repeat(1021));
+    assert_eq!(too_long.len(), 1026);
+    for bad in ["", "yes\n", "1 48 49\n", "1 48 colour=red\n", "1 mode=explode\n", too_long.as_str(), "1 devices=64\n",
+        "1 devices=GPU-12345678-abcd\n", "1 after_ms=18446744073709551616\n", "1 sticky=2\n", "1 percent=0\n",
+        "1 count=0\n", "1 functions=nvmlShutdown\n", "\x0b1\x0b48 x"]
+    {
         fs::write(&f, bad).unwrap();
         let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
         assert_eq!(v["state"], "invalid", "{bad:?}");
         assert_eq!(v["present"], true);
-        assert_eq!(v["raw"], bad);
+        assert_eq!(v["raw"], bad[..bad.len().min(1025)], "raw: the bytes the shim reads");
         assert!(v["error"].is_string());
         assert!(v["effect"].as_str().unwrap().contains("treats malformed content as off"));
         cf().args(["status", "--file", p(&f)])
@@ -291,12 +341,52 @@ fn directory_at_the_target_exits_21() {
     let d = tmp();
     let dir = d.path().join("t");
     fs::create_dir(&dir).unwrap();
-    for args in [vec!["enable"], vec!["disable"], vec!["clean"], vec!["status"]] {
+    for args in [vec!["enable"], vec!["disable"], vec!["clean"]] {
         let out = cf().args(&args).args(["--file", p(&dir)]).assert().code(21).get_output().clone();
         assert!(one_line(&out.stderr).contains("is a directory"), "{args:?}");
     }
+    // status says what the shim makes of it.
+    let v: Value =
+        serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&dir)]).assert().success().get_output().stdout)
+            .unwrap();
+    assert_eq!((v["state"].as_str(), v["error"].as_str()), (Some("invalid"), Some("it is a directory, not a regular file")));
     assert!(dir.is_dir());
     assert_eq!(names_in(d.path()), ["t"], "nothing half-written");
+}
+
+#[test]
+fn device_nodes_fifos_and_sockets_are_never_replaced_or_removed() {
+    let d = tmp();
+    let fifo = d.path().join("fifo");
+    assert!(StdCommand::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let sock = d.path().join("sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut targets = vec![(fifo.clone(), "a FIFO"), (sock.clone(), "a socket")];
+    if is_root() {
+        // A real character device node (the same numbers as /dev/null), never the system's own.
+        let node = d.path().join("null");
+        assert!(StdCommand::new("mknod").arg(&node).args(["c", "1", "3"]).status().unwrap().success());
+        targets.push((node, "a character device"));
+    }
+    for (target, kind) in &targets {
+        let before = fs::symlink_metadata(target).unwrap();
+        for args in [vec!["enable", "--xid", "48"], vec!["disable"], vec!["clean"]] {
+            let out = cf().args(&args).args(["--file", p(target)]).assert().code(73).get_output().clone();
+            let line = one_line(&out.stderr);
+            assert!(line.contains(&format!("it is {kind}, not a regular file")), "{args:?}: {line}");
+        }
+        let after = fs::symlink_metadata(target).unwrap();
+        assert_eq!((before.ino(), before.file_type()), (after.ino(), after.file_type()), "{kind} was replaced");
+        // status never blocks on a FIFO and says the shim treats it as off.
+        let v: Value =
+            serde_json::from_slice(&cf().args(["status", "--json", "--file", p(target)]).assert().success().get_output().stdout)
+                .unwrap();
+        assert_eq!(v["state"], "invalid", "{kind}");
+        assert_eq!(v["error"], format!("it is {kind}, not a regular file"));
+    }
+    let mut left = names_in(d.path());
+    left.retain(|n| n.starts_with('.'));
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }
 
 #[test]
@@ -375,8 +465,8 @@ fn other_io_errors_exit_74() {
     // A path through a regular file: ENOTDIR.
     let out = cf().args(["enable", "--file", p(&plain.join("t"))]).assert().code(74).get_output().clone();
     one_line(&out.stderr);
-    let out = cf().args(["status", "--file", p(&plain.join("t"))]).assert().code(74).get_output().clone();
-    one_line(&out.stderr);
+    // The shim sees no file there (ENOTDIR): its environment decides, and status says so.
+    cf().args(["status", "--file", p(&plain.join("t"))]).assert().success().stdout(predicate::str::contains("absent: env decides"));
 }
 
 #[test]
@@ -537,7 +627,7 @@ fn help_documents_commands_and_exit_codes() {
     for needle in ["enable", "disable", "status", "clean", "xids", "install", "node", "Exit codes:"] {
         assert!(text.contains(needle), "{needle}");
     }
-    for code in [2, 13, 21, 30, 40, 66, 69, 70, 74, 75, 77, 78] {
+    for code in [2, 13, 21, 30, 40, 66, 69, 70, 73, 74, 75, 77, 78] {
         assert!(text.contains(&format!("{code:>4}  ")), "exit code {code} not in --help");
     }
     cf().args(["enable", "--help"])
@@ -557,9 +647,11 @@ fn node_validates_before_touching_the_cluster() {
     };
     let cases: &[(&[&str], &str)] = &[
         (&["node", "gpu-1", "enable", "--xid", "999"], "unknown XID 999"),
-        (&["node", "gpu-1", "enable", "--after", "soon"], "invalid --after"),
-        (&["node", "gpu-1", "enable", "--mode", "x"], "invalid --mode"),
-        (&["node", "gpu-1", "clean", "--timeout", "forever"], "invalid --timeout"),
+        (&["node", "gpu-1", "enable", "--after", "soon"], "invalid value 'soon' for '--after <DURATION>'"),
+        (&["node", "gpu-1", "enable", "--mode", "x"], "invalid value 'x' for '--mode <error|hang>'"),
+        (&["node", "gpu-1", "enable", "--devices", "64"], "device '64' is outside 0..63"),
+        (&["node", "gpu-1", "clean", "--timeout", "forever"], "invalid value 'forever' for '--timeout <S>'"),
+        (&["node", "gpu-1", "clean", "--timeout", "0"], "expected 1 s to 24 h"),
         (&["node", "gpu-1", "clean", "--namespace", "Not_OK"], "invalid --namespace"),
         (&["node", "GPU_1", "clean"], "invalid node name"),
     ];

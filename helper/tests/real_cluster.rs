@@ -1,13 +1,15 @@
-//! The real flow on a real cluster. Ignored unless KUBECONFIG is set when the tests are built:
+//! The real flow on a real cluster: never part of a normal test run. It runs only when a person
+//! asks for it by name, with `--ignored`, and names the node it may fault:
 //!
 //! ```text
 //! kubectl apply -k manifests/rbac/
-//! KUBECONFIG=~/.kube/config CUDA_FAULT_IMAGE=<image with /cuda-fault> \
-//!   CUDA_FAULT_TEST_NODE=<node> cargo test -p cuda-fault --test real_cluster -- --nocapture
+//! CUDA_FAULT_REAL_CLUSTER_NODE=<node> CUDA_FAULT_IMAGE=<image with /cuda-fault> \
+//!   cargo test -p cuda-fault --test real_cluster -- --ignored --nocapture
 //! ```
 //!
-//! It writes only the test node's /var/lib/cuda-fault-test/cuda_fault_enabled and removes it at
-//! the end. Without CUDA_FAULT_TEST_NODE it picks the first Ready node.
+//! It uses the current kubeconfig context, writes only that node's
+//! /var/lib/cuda-fault-test/cuda_fault_enabled and removes it at the end. Asked to run without
+//! the variable, it fails instead of picking a node.
 
 use std::time::{Duration, Instant};
 
@@ -29,25 +31,12 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
-fn pick_node() -> String {
-    if let Ok(n) = std::env::var("CUDA_FAULT_TEST_NODE") {
-        return n;
+/// The node a person named for this run.
+fn named_node() -> String {
+    match std::env::var("CUDA_FAULT_REAL_CLUSTER_NODE") {
+        Ok(n) if !n.is_empty() => n,
+        _ => panic!("this test faults a real node: name it with CUDA_FAULT_REAL_CLUSTER_NODE=<node>"),
     }
-    runtime().block_on(async {
-        use k8s_openapi::api::core::v1::Node;
-        let client = cuda_fault::cluster::connect().await.expect("connect");
-        let nodes = kube::Api::<Node>::all(client).list(&Default::default()).await.expect("list nodes");
-        nodes
-            .items
-            .into_iter()
-            .find(|n| {
-                n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                    cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .and_then(|n| n.metadata.name)
-            .expect("no Ready node")
-    })
 }
 
 fn jobs_left(node: &str) -> usize {
@@ -64,12 +53,9 @@ fn jobs_left(node: &str) -> usize {
 }
 
 #[test]
-#[cfg_attr(
-    not(cuda_fault_kubeconfig),
-    ignore = "set KUBECONFIG (and CUDA_FAULT_IMAGE, CUDA_FAULT_TEST_NODE) to run against a real cluster"
-)]
+#[ignore = "reaches a live cluster: run with --ignored and CUDA_FAULT_REAL_CLUSTER_NODE=<node>"]
 fn real_cluster_enable_status_disable_clean() {
-    let node = pick_node();
+    let node = named_node();
     let ns = std::env::var("CUDA_FAULT_TEST_NAMESPACE").unwrap_or_else(|_| "cuda-fault".into());
     let n = node.as_str();
     let base = ["--namespace", ns.as_str(), "--timeout", "300"];
