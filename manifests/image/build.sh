@@ -39,6 +39,16 @@ cargo zigbuild --release -p cuda-fault --target "$ARCH-unknown-linux-musl" --tar
 STAGE=${CUDA_FAULT_IMAGE_STAGE_DIR:-$TARGET_DIR/stage-$ARCH}
 rm -rf "$STAGE" && mkdir -p "$STAGE"
 cp "$TARGET_DIR/$ARCH-unknown-linux-gnu/release/libcuda_intercept.so" "$STAGE/cuda_intercept.so"
+# LD_PRELOAD reaches every process of a container, musl-linked ones too (an Alpine sidecar): the
+# shim must load there and stay out of the way. Its only dependency musl cannot satisfy is the
+# glibc loader, which it needs for __tls_get_addr alone; glibc finds that loader by name
+# anyway (it is always loaded), so the entry can go.
+case "$ARCH" in
+  x86_64) LOADER=ld-linux-x86-64.so.2 ;;
+  aarch64) LOADER=ld-linux-aarch64.so.1 ;;
+esac
+command -v patchelf >/dev/null || { echo "patchelf is missing: apt-get install patchelf" >&2; exit 1; }
+patchelf --remove-needed "$LOADER" "$STAGE/cuda_intercept.so"
 cp "$TARGET_DIR/$ARCH-unknown-linux-musl/release/cuda-fault" "$STAGE/cuda-fault"
 chmod 0755 "$STAGE/cuda-fault" "$STAGE/cuda_intercept.so"
 if [ "$STAGE_ONLY" = 1 ]; then
