@@ -35,7 +35,21 @@ if [ -w /host-fault ] && [ ! -e /host-fault/cuda_fault_enabled ]; then
   seed_present=$(env LD_PRELOAD="$W/seed_shim.so" "$W/bench" runtime 200000)
   rm -f /host-fault/cuda_fault_enabled
 fi
-read -r react_med react_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40)
+read -r react_med _ react_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40 1)
+# Under load: 64 busy threads on this machine's cores; the lag until the LAST thread sees a flip.
+read -r load10_p50 load10_p99 load10_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 200 64)
+read -r load0_p50 load0_p99 load0_max < <(run env CUDA_FAULT_LOG=0 CUDA_FAULT_POLL_MS=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 200 64)
+
+# With faults on: every call takes the slow path. ns/call of a faulting call, and with a share.
+on_path() {  # toggle line -> ns/call of cudaStreamQuery through the shim
+  printf '%s\n' "$1" > "$TOGGLE"
+  run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/bench" faulting 2000000
+}
+on_all=$(on_path "1 48")
+on_percent=$(on_path "1 48 percent=50 seed=1")
+on_percent_count=$(on_path "1 48 percent=50 seed=1 count=18446744073709551615")
+on_spared=$(on_path "1 48 functions=cudaMalloc")
+rm -f "$TOGGLE"
 
 startup() {  # mean ms of N runs of /bin/true
   local n=300 t0 t1
@@ -88,7 +102,16 @@ echo
 echo "| Other | value |"
 echo "|---|---|"
 echo "| one \`dlsym(libcuda, \"cuStreamQuery\")\`, no shim / shim | $lookup_direct / $lookup_shim ns |"
-echo "| toggle reaction at CUDA_FAULT_POLL_MS=10 (median / max of 40 flips) | $react_med / $react_max ms |"
+echo "| toggle reaction at CUDA_FAULT_POLL_MS=10, one thread (median / max of 40 flips, write → first failing call) | $react_med / $react_max ms |"
+echo "| toggle reaction, 64 busy threads, CUDA_FAULT_POLL_MS=10 (p50 / p99 / max of 200 flips, write → last thread) | $load10_p50 / $load10_p99 / $load10_max ms |"
+echo "| toggle reaction, 64 busy threads, CUDA_FAULT_POLL_MS=0 (p50 / p99 / max of 200 flips, write → last thread) | $load0_p50 / $load0_p99 / $load0_max ms |"
+echo
+echo "| Faults on (runtime export, \`cudaStreamQuery\`) | ns/call |"
+echo "|---|---|"
+echo "| every call faults (\`1 48\`) | $on_all |"
+echo "| half the calls fault (\`1 48 percent=50 seed=1\`) | $on_percent |"
+echo "| same, with a \`count\` budget | $on_percent_count |"
+echo "| spared by \`functions=cudaMalloc\` (forwarded after the slow path) | $on_spared |"
 echo "| start-up of /bin/true, no shim / shim preloaded | $start_plain / $start_shim ms |"
 echo "| image size (helper + shim, FROM scratch) | $image_size bytes |"
 echo "| init container install (podman run, container start included; best of 5) | $install_ms ms |"

@@ -23,8 +23,7 @@ use std::time::SystemTime;
 const PIP_HINT: &str = "pip install nvidia-cuda-runtime-cu12 nvidia-cuda-runtime";
 
 fn main() {
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let fixtures = manifest_dir.join("fixtures");
 
@@ -34,18 +33,16 @@ fn main() {
         let path = entry.expect("fixtures entry").path();
         println!("cargo:rerun-if-changed={}", path.display());
     }
-    for var in [
-        "CC",
-        "CUDA_FAULT_CUDART12_DIR",
-        "CUDA_FAULT_CUDART13_DIR",
-        "CUDA_FAULT_PYTHON",
-    ] {
+    for var in ["CC", "CUDA_FAULT_CUDART12_DIR", "CUDA_FAULT_CUDART13_DIR", "CUDA_FAULT_PYTHON"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
     let b = Builder::new(&fixtures, &out_dir);
     b.fake_stack();
     b.programs();
+    let musl = b.musl_program();
+    println!("cargo:rustc-env=CUDA_FAULT_MUSL_PROBE={}", if musl { "1" } else { "" });
+    println!("cargo:rerun-if-env-changed=PATH");
 
     let python = Python::discover();
     let rt12 = real_runtime_dir(&python, "CUDA_FAULT_CUDART12_DIR", "12", "libcudart.so.12");
@@ -73,21 +70,11 @@ fn main() {
             None => b.remove_program(name),
         }
     }
-    let show = |p: &Option<PathBuf>| {
-        p.as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    };
+    let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     println!("cargo:rustc-env=CUDA_FAULT_REAL_CUDART12={}", show(&rt12));
     println!("cargo:rustc-env=CUDA_FAULT_REAL_CUDART13={}", show(&rt13));
-    println!(
-        "cargo:rustc-env=CUDA_FAULT_PYTHON3={}",
-        show(&python.executable)
-    );
-    println!(
-        "cargo:rustc-env=CUDA_FAULT_FIXTURES_SRC={}",
-        fixtures.display()
-    );
+    println!("cargo:rustc-env=CUDA_FAULT_PYTHON3={}", show(&python.executable));
+    println!("cargo:rustc-env=CUDA_FAULT_FIXTURES_SRC={}", fixtures.display());
 
     let shim = build_shim(&manifest_dir, &out_dir);
     println!("cargo:rustc-env=CUDA_FAULT_SHIM_SO={}", shim.display());
@@ -144,18 +131,10 @@ impl Builder {
 
     /// Compiles unless `out` is newer than every input and was built by the same command.
     fn cc(&self, out: &Path, args: &[String]) {
-        let mut full: Vec<String> = [
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-O2",
-            "-fPIC",
-            "-std=gnu11",
-            "-pthread",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut full: Vec<String> = ["-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-std=gnu11", "-pthread"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         full.push(format!("-I{}", self.fixtures.display()));
         full.extend(args.iter().cloned());
         full.push("-o".into());
@@ -186,11 +165,7 @@ impl Builder {
 
     fn shared_lib(&self, soname: &str, link_name: Option<&str>, args: &[String]) {
         let out = self.lib.join(soname);
-        let mut all = vec![
-            "-shared".to_string(),
-            "-fvisibility=hidden".into(),
-            format!("-Wl,-soname,{soname}"),
-        ];
+        let mut all = vec!["-shared".to_string(), "-fvisibility=hidden".into(), format!("-Wl,-soname,{soname}")];
         all.extend(args.iter().cloned());
         self.cc(&out, &all);
         if let Some(link) = link_name {
@@ -207,12 +182,7 @@ impl Builder {
         self.shared_lib(
             "libcuda.so.1",
             Some("libcuda.so"),
-            &[
-                "-fno-ipa-icf".into(),
-                "-Wl,-Bsymbolic-functions".into(),
-                self.src("fake_cuda.c"),
-                "-ldl".into(),
-            ],
+            &["-fno-ipa-icf".into(), "-Wl,-Bsymbolic-functions".into(), self.src("fake_cuda.c"), "-ldl".into()],
         );
         self.shared_lib(
             "libcudart.so.12",
@@ -223,26 +193,13 @@ impl Builder {
                 "-ldl".into(),
             ],
         );
-        self.shared_lib(
-            "libnvidia-ml.so.1",
-            Some("libnvidia-ml.so"),
-            &[self.src("fake_nvml.c")],
-        );
+        self.shared_lib("libnvidia-ml.so.1", Some("libnvidia-ml.so"), &[self.src("fake_nvml.c")]);
         self.shared_lib(
             "libplugin.so",
             None,
-            &[
-                self.src("plugin.c"),
-                format!("-L{}", self.lib.display()),
-                "-lcudart".into(),
-                self.rpath(&[&self.lib]),
-            ],
+            &[self.src("plugin.c"), format!("-L{}", self.lib.display()), "-lcudart".into(), self.rpath(&[&self.lib])],
         );
-        self.shared_lib(
-            "libmalloc_counter.so",
-            None,
-            &[self.src("malloc_counter.c"), "-ldl".into()],
-        );
+        self.shared_lib("libmalloc_counter.so", None, &[self.src("malloc_counter.c"), "-ldl".into()]);
     }
 
     fn program(&self, name: &str, args: &[String]) {
@@ -256,30 +213,43 @@ impl Builder {
         let s = |n: &str| self.src(n);
         let o = |n: &str| n.to_string();
         self.program("workload", &[s("workload.c"), o("-lcudart")]);
-        self.program(
-            "workload_ptds",
-            &[o("-DWORKLOAD_PTDS"), s("workload.c"), o("-lcudart")],
-        );
+        self.program("workload_ptds", &[o("-DWORKLOAD_PTDS"), s("workload.c"), o("-lcudart")]);
         self.program("plugin_host", &[s("plugin_host.c"), o("-ldl")]);
         self.program("threads", &[s("threads.c"), o("-lcudart")]);
         self.program("fork_probe", &[s("fork_probe.c"), o("-lcudart")]);
         self.program("flip_probe", &[s("flip_probe.c"), o("-lcudart")]);
         self.program("rt_probe", &[s("rt_probe.c"), o("-lcudart")]);
         self.program("triton_like", &[s("triton_like.c"), o("-ldl")]);
-        self.program(
-            "driver_linked",
-            &[o("-rdynamic"), s("driver_linked.c"), o("-lcuda")],
-        );
+        self.program("driver_linked", &[o("-rdynamic"), s("driver_linked.c"), o("-lcuda")]);
         self.program("nvml_probe", &[s("nvml_probe.c"), o("-lnvidia-ml")]);
-        self.program(
-            "nvml_dlopen_probe",
-            &[o("-DNVML_DLOPEN"), s("nvml_probe.c"), o("-ldl")],
-        );
+        self.program("nvml_dlopen_probe", &[o("-DNVML_DLOPEN"), s("nvml_probe.c"), o("-ldl")]);
         self.program("dlsym_probe", &[s("dlsym_probe.c"), o("-ldl")]);
-        self.program(
-            "gpa_probe",
-            &[o("-rdynamic"), s("gpa_probe.c"), o("-lcuda"), o("-ldl")],
-        );
+        self.program("gpa_probe", &[o("-rdynamic"), s("gpa_probe.c"), o("-lcuda"), o("-ldl")]);
+        self.program("count_probe", &[s("count_probe.c"), o("-lcudart"), o("-lcuda")]);
+        self.program("signal_probe", &[s("signal_probe.c"), o("-lcudart")]);
+        self.program("fd_probe", &[s("fd_probe.c"), o("-lcudart")]);
+        self.program("fork_storm", &[s("fork_storm.c"), o("-lcudart")]);
+        self.program("lockstep_probe", &[s("lockstep_probe.c"), o("-lcudart")]);
+        self.program("draw_probe", &[s("draw_probe.c"), o("-lcudart")]);
+    }
+
+    /// A program linked against musl (an Alpine-style tool in a CUDA container), when musl-gcc
+    /// (Debian's musl-tools) is installed; the test that runs it names the package otherwise.
+    fn musl_program(&self) -> bool {
+        let out = self.bin.join("musl_probe");
+        let ok = Command::new("musl-gcc").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !ok {
+            self.remove_program("musl_probe");
+            return false;
+        }
+        let args = ["-Wall", "-Wextra", "-Werror", "-O2", "-pthread", &self.src("musl_probe.c"), "-ldl", "-o"];
+        let status = Command::new("musl-gcc")
+            .args(args)
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run musl-gcc: {e}"));
+        assert!(status.success(), "musl-gcc failed to build musl_probe");
+        true
     }
 
     fn remove_program(&self, name: &str) {
@@ -324,9 +294,7 @@ fn remove_if_exists(path: &Path) {
 }
 
 fn mtime(path: &Path) -> SystemTime {
-    fs::metadata(path)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    fs::metadata(path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn symlink(target: &str, link: &Path) {
@@ -373,9 +341,7 @@ impl Python {
         let output = match Command::new(&python).arg("-c").arg(DISCOVER_PY).output() {
             Ok(o) if o.status.success() => o,
             _ => {
-                println!(
-                    "cargo:warning=cannot run {python:?}: pynvml and real-runtime tests will fail"
-                );
+                println!("cargo:warning=cannot run {python:?}: pynvml and real-runtime tests will fail");
                 return Python::default();
             }
         };
@@ -387,11 +353,7 @@ impl Python {
             match key {
                 "exe" => found.executable = Some(PathBuf::from(value)),
                 "purelib" => found.purelib = Some(PathBuf::from(value)),
-                major => found
-                    .runtimes
-                    .entry(major.to_string())
-                    .or_default()
-                    .push(PathBuf::from(value)),
+                major => found.runtimes.entry(major.to_string()).or_default().push(PathBuf::from(value)),
             }
         }
         found
@@ -411,10 +373,7 @@ fn real_runtime_dir(python: &Python, var: &str, major: &str, soname: &str) -> Op
         }
         return Some(dir);
     }
-    python
-        .runtimes
-        .get(major)
-        .and_then(|dirs| dirs.first().cloned())
+    python.runtimes.get(major).and_then(|dirs| dirs.first().cloned())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -430,10 +389,7 @@ fn target_dir(out_dir: &Path) -> PathBuf {
         .ancestors()
         .find(|p| p.file_name().is_some_and(|n| n == "build"))
         .unwrap_or_else(|| panic!("unexpected OUT_DIR layout: {}", out_dir.display()));
-    let mut dir = build
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir above profile dir");
+    let mut dir = build.parent().and_then(Path::parent).expect("target dir above profile dir");
     if let Ok(target) = env::var("TARGET") {
         if dir.file_name().is_some_and(|n| n == target.as_str()) {
             dir = dir.parent().expect("target dir above triple dir");
@@ -456,7 +412,7 @@ fn build_helper(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
 /// the lock on the workspace's) and returns the path of `artifact`.
 fn nested_build(manifest_dir: &Path, out_dir: &Path, package: &str, profile: &str, artifact: &str) -> PathBuf {
     let workspace = manifest_dir.parent().expect("workspace root");
-    for path in ["shim", "helper", "xid-table", "Cargo.toml", "Cargo.lock"] {
+    for path in ["shim", "helper", "xid-table", "hook-list", "toggle-grammar", "Cargo.toml", "Cargo.lock"] {
         // Directories are scanned recursively.
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
@@ -468,10 +424,7 @@ fn nested_build(manifest_dir: &Path, out_dir: &Path, package: &str, profile: &st
     if profile == "release" {
         cmd.arg("--release");
     }
-    let (host, target) = (
-        env::var("HOST").unwrap_or_default(),
-        env::var("TARGET").unwrap_or_default(),
-    );
+    let (host, target) = (env::var("HOST").unwrap_or_default(), env::var("TARGET").unwrap_or_default());
     let cross = !target.is_empty() && target != host;
     if cross {
         cmd.args(["--target", &target]);
@@ -480,38 +433,35 @@ fn nested_build(manifest_dir: &Path, out_dir: &Path, package: &str, profile: &st
     // the shim's own build script). CARGO_MAKEFLAGS stays: the nested cargo shares the jobserver.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy().into_owned();
-        let drop = matches!(
-            key.as_str(),
-            "CARGO_TARGET_DIR"
-                | "CARGO_BUILD_TARGET_DIR"
-                | "RUSTFLAGS"
-                | "CARGO_ENCODED_RUSTFLAGS"
-                | "CARGO_BUILD_RUSTFLAGS"
-                | "RUSTDOCFLAGS"
-                | "CARGO_ENCODED_RUSTDOCFLAGS"
-                | "RUSTC_WORKSPACE_WRAPPER"
-                | "CARGO_PRIMARY_PACKAGE"
-                | "CARGO_CRATE_NAME"
-                | "CARGO_MANIFEST_DIR"
-                | "CARGO_MANIFEST_PATH"
-                | "CARGO_MANIFEST_LINKS"
-                | "OUT_DIR"
-                | "TARGET"
-                | "HOST"
-                | "PROFILE"
-                | "OPT_LEVEL"
-                | "DEBUG"
-                | "NUM_JOBS"
-        ) || ["CARGO_FEATURE_", "CARGO_CFG_", "CARGO_PKG_", "DEP_"]
-            .iter()
-            .any(|prefix| key.starts_with(prefix));
+        let drop =
+            matches!(
+                key.as_str(),
+                "CARGO_TARGET_DIR"
+                    | "CARGO_BUILD_TARGET_DIR"
+                    | "RUSTFLAGS"
+                    | "CARGO_ENCODED_RUSTFLAGS"
+                    | "CARGO_BUILD_RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
+                    | "CARGO_ENCODED_RUSTDOCFLAGS"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "OUT_DIR"
+                    | "TARGET"
+                    | "HOST"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "NUM_JOBS"
+            ) || ["CARGO_FEATURE_", "CARGO_CFG_", "CARGO_PKG_", "DEP_"].iter().any(|prefix| key.starts_with(prefix));
         if drop {
             cmd.env_remove(&key);
         }
     }
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
     if !output.status.success() {
         panic!(
             "building {package} (cargo build -p {package} --target-dir {}, {profile}) failed:\n{}{}",

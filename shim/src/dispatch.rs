@@ -12,7 +12,7 @@ use hook_list::flags;
 
 use crate::arch::{self, Regs};
 use crate::state;
-use crate::{device, draw, gate, lifecycle, plan, slots, xids, Api};
+use crate::{device, draw, gate, lifecycle, nesting, plan, slots, xids, Api};
 
 /// Returned to the assembly: forward to `cf_real[slot]` with the saved registers.
 const FORWARD: u64 = 0;
@@ -33,11 +33,11 @@ fn missing(api: Api) -> u32 {
 ///
 /// # Safety
 /// `regs` points to the saved argument registers of the intercepted call.
-pub unsafe extern "C" fn cf_dispatch(slot: u32, regs: *const Regs) -> u64 {
+pub unsafe extern "C" fn cf_dispatch(slot: u32, regs: *const Regs, ret: usize) -> u64 {
     let slot = slot as usize;
     // SAFETY: the assembly passes a pointer into its own live frame.
     let regs = unsafe { &*regs };
-    match std::panic::catch_unwind(|| decide(slot, regs)) {
+    match std::panic::catch_unwind(|| decide(slot, regs, ret)) {
         Ok(v) => v,
         // Fail open: a bug in the shim must not become an error the application sees.
         Err(_) => forward_or_missing(slot),
@@ -52,7 +52,7 @@ fn forward_or_missing(slot: usize) -> u64 {
     }
 }
 
-fn decide(slot: usize, regs: &Regs) -> u64 {
+fn decide(slot: usize, regs: &Regs, ret: usize) -> u64 {
     let g = state::gate().load(Ordering::Acquire);
     if g & gate::START != 0 && !lifecycle::touch() {
         // The first-call set-up is in progress on this very thread (a signal handler) or took
@@ -77,48 +77,54 @@ fn decide(slot: usize, regs: &Regs) -> u64 {
     let Some(active) = state::active() else {
         return FORWARD;
     };
-    let verdict = judge(slot, regs, &meta, active);
+    if meta.api == Api::Driver && nesting::part_of_passed_runtime_call(active.period, ret) {
+        return FORWARD;
+    }
+    let (verdict, selected) = judge(slot, regs, &meta, active);
     if meta.api == Api::Runtime {
+        nesting::runtime_call(active.period, selected && verdict == FORWARD, slots::real(slot));
         return last_error::track(&meta, active.period, verdict);
     }
     verdict
 }
 
-/// Whether a call of an active fault faults: FORWARD, or RETURN with the error.
-fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active) -> u64 {
+/// Whether a call of an active fault faults: FORWARD, or RETURN with the error; and whether the
+/// scenario selected the call (its function and device), so that it was judged at all.
+fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active) -> (u64, bool) {
+    let selected = |verdict: u64| (verdict, true);
     let row = &xids::XIDS[active.xid];
     let error = match meta.api {
         Api::Runtime => &row.runtime,
         Api::Driver => &row.driver,
         Api::Nvml => match &row.nvml {
             Some(e) => e,
-            None => return FORWARD, // this XID leaves NVML working
+            None => return (FORWARD, false), // this XID leaves NVML working
         },
     };
     let p = plan::current();
     if !p.selects(meta.function) {
-        return FORWARD;
+        return (FORWARD, false);
     }
     if let Some(devices) = &p.devices {
         // Calls the CUDA library makes while the shim asks it for a device pass untouched.
         if device::asking() || !device::hits(devices, meta, regs) {
-            return FORWARD;
+            return (FORWARD, false);
         }
     }
     if p.after_ms > 0 && state::on_for_ms() < p.after_ms {
-        return FORWARD;
+        return selected(FORWARD);
     }
     if p.after_calls > 0 && state::count_candidate() < p.after_calls {
-        return FORWARD;
+        return selected(FORWARD);
     }
     if p.percent.is_some_and(|share| !share.hits(draw::next(active.period, p.seed))) {
-        return FORWARD;
+        return selected(FORWARD);
     }
     if p.hang {
-        return hang(slot, meta, active, p.count);
+        return selected(hang(slot, meta, active, p.count));
     }
     if p.count.is_some_and(|limit| !state::take_fault(limit, active.period)) {
-        return FORWARD;
+        return selected(FORWARD);
     }
     if p.sticky {
         state::latch();
@@ -134,7 +140,7 @@ fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active) ->
     if slots::first_fault_in(slot, active.period) {
         crate::log::emit(format_args!("[XID {} SIM] {} -> {} ({})", row.xid, meta.name, error.name, error.code));
     }
-    RETURN | u64::from(error.code)
+    selected(RETURN | u64::from(error.code))
 }
 
 mod last_error {

@@ -46,6 +46,7 @@ mod gpa;
 mod libc_extra;
 mod lifecycle;
 mod lock;
+mod nesting;
 mod once;
 mod plan;
 mod resolve;

@@ -112,6 +112,15 @@ pub fn ensure_real(slot: usize) -> bool {
     true
 }
 
+/// The real function of a slot (0 while an exported slot is unresolved).
+pub fn real(slot: usize) -> usize {
+    if slot < TOTAL {
+        real_cell(slot).load(Ordering::Acquire)
+    } else {
+        0
+    }
+}
+
 /// True the first time a slot faults in on-period `period`.
 pub fn first_fault_in(slot: usize, period: u32) -> bool {
     slot < TOTAL && LOGGED[slot].swap(period, Ordering::AcqRel) != period

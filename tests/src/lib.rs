@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A timeout that no fixture program comes near on a loaded 2-core machine.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -233,19 +233,14 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String
 /// Waits for a spawned program for at most `timeout` (killing it then) and collects whatever
 /// its pipes still hold (a pipe already taken from the child yields "").
 pub fn finish(mut child: Child, timeout: Duration) -> Run {
+    use wait_timeout::ChildExt;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait().expect("wait for child") {
-            Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().expect("wait for killed child");
-            }
-            None => thread::sleep(Duration::from_millis(5)),
+    let (status, timed_out) = match child.wait_timeout(timeout).expect("wait for child") {
+        Some(status) => (status, false),
+        None => {
+            let _ = child.kill();
+            (child.wait().expect("wait for killed child"), true)
         }
     };
     Run {
@@ -282,13 +277,30 @@ pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) 
     run(&python3(), &[&script], &all, preload, timeout)
 }
 
-/// A fresh, empty directory for one test (under the system temp dir, unique per process and
-/// `tag`). Tests put their toggle files here, never under /host-fault.
-pub fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cuda-fault-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+/// A fresh, empty directory for one test, removed when the value is dropped (at the end of the
+/// test). Tests put their toggle files here, never under /host-fault. It derefs to its path.
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A [`Scratch`] directory named after `tag` (world-readable, so programs run as another user
+/// in some tests can reach it).
+pub fn scratch_dir(tag: &str) -> Scratch {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix(&format!("cuda-fault-test-{tag}-")).tempdir().expect("create scratch dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
+    Scratch(dir)
 }
 
 /// Writes `content` to `path` the way the cuda-fault helper does (temporary file + rename), so
@@ -327,14 +339,7 @@ pub const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 /// Panics, naming how to install it, unless `tool` is on PATH: tests that need a tool fail
 /// without it, they never skip.
 pub fn require_tool(tool: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(tool);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("{tool} is not installed (not on PATH): {install}");
+    which::which(tool).unwrap_or_else(|_| panic!("{tool} is not installed (not on PATH): {install}"))
 }
 
 /// Runs `manifests/image/build.sh ARCH [ARGS]` with `env` added, and returns its last stdout

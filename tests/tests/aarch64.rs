@@ -11,9 +11,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cuda_fault_tests::{
-    finish, fixture_source, require_tool, scratch_dir, shipped, write_atomic, Run,
-};
+use cuda_fault_tests::{finish, fixture_source, require_tool, scratch_dir, shipped, write_atomic, Run};
 
 /// qemu-user is slow, and the machine is shared.
 const T: Duration = Duration::from_secs(120);
@@ -36,10 +34,7 @@ fn cc(args: &[String]) {
         .collect();
     full.push(format!("-I{}", fixtures.display()));
     full.extend(args.iter().cloned());
-    let out = Command::new(CC)
-        .args(&full)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {CC} ({e}): {CROSS_HINT}"));
+    let out = Command::new(CC).args(&full).output().unwrap_or_else(|e| panic!("cannot run {CC} ({e}): {CROSS_HINT}"));
     assert!(
         out.status.success(),
         "{CC} {}\n{}{}",
@@ -169,7 +164,12 @@ fn runtime_faults_from_env_and_toggle_file_on_aarch64() {
     let absent = dir.join("absent").display().to_string();
     let bare = assert_passthrough("workload", &["3"], &absent);
     assert!(bare.success(), "{}", bare.describe());
-    assert_eq!(bare.lines(), ["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"], "{}", bare.describe());
+    assert_eq!(
+        bare.lines(),
+        ["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"],
+        "{}",
+        bare.describe()
+    );
     assert_eq!(bare.stderr, "");
 
     let workload = cross().bin.join("workload");
@@ -203,7 +203,13 @@ fn driver_calls_through_dlsym_and_cu_get_proc_address_fail_on_aarch64() {
         let r = qemu(&cross().bin.join("triton_like"), &[], &env_on(&absent, &xid.to_string()), true);
         assert_eq!(
             r.lines(),
-            [format!("cuInit {c}"), format!("count error {c}"), format!("ctx {c}"), format!("launch {c}"), "kernel not-run".into()],
+            [
+                format!("cuInit {c}"),
+                format!("count error {c}"),
+                format!("ctx {c}"),
+                format!("launch {c}"),
+                "kernel not-run".into()
+            ],
             "XID {xid}:\n{}",
             r.describe()
         );

@@ -79,7 +79,13 @@ fn a_triton_shaped_program_using_dlopen_and_dlsym_sees_driver_faults() {
         let r = run(&fixture("triton_like"), &[], &env_on(&toggle, &xid), true, T);
         assert_eq!(
             r.lines(),
-            [format!("cuInit {c}"), format!("count error {c}"), format!("ctx {c}"), format!("launch {c}"), "kernel not-run".into()],
+            [
+                format!("cuInit {c}"),
+                format!("count error {c}"),
+                format!("ctx {c}"),
+                format!("launch {c}"),
+                "kernel not-run".into()
+            ],
             "XID {xid}:\n{}",
             r.describe()
         );
@@ -145,11 +151,21 @@ fn the_real_pynvml_client_sees_a_lost_gpu() {
     let dir = scratch_dir("pynvml");
     let toggle = dir.join("absent").display().to_string();
     let bare = run_pynvml_probe(&env_off(&toggle), false, T);
-    assert_eq!(bare.lines(), ["nvmlInit ok", "count 2", "handle ok", "name Fake GPU 0", "shutdown ok"], "{}", bare.describe());
+    assert_eq!(
+        bare.lines(),
+        ["nvmlInit ok", "count 2", "handle ok", "name Fake GPU 0", "shutdown ok"],
+        "{}",
+        bare.describe()
+    );
     let off = run_pynvml_probe(&env_off(&toggle), true, T);
     assert_eq!((off.status, &off.stdout, &off.stderr), (bare.status, &bare.stdout, &bare.stderr));
     let on = run_pynvml_probe(&env_on(&toggle, "79"), true, T);
-    assert_eq!(on.lines(), ["nvmlInit error 15", "count error 15", "handle error 15", "name skipped", "shutdown error 1"], "{}", on.describe());
+    assert_eq!(
+        on.lines(),
+        ["nvmlInit error 15", "count error 15", "handle error 15", "name skipped", "shutdown error 1"],
+        "{}",
+        on.describe()
+    );
     assert!(on.stderr.contains("[XID 79 SIM] nvmlInitWithFlags -> NVML_ERROR_GPU_IS_LOST (15)"), "{}", on.describe());
     let ecc = run_pynvml_probe(&env_on(&toggle, "48"), true, T);
     assert_eq!(ecc.stdout, bare.stdout, "XID 48 has no NVML effect");
@@ -163,7 +179,12 @@ fn dlsym_rtld_next_interposers_and_missing_symbols_behave_as_without_the_shim() 
     let mut env = env_off(&toggle);
     env.push(("LD_PRELOAD", counter.as_str()));
     let bare = run(&fixture("dlsym_probe"), &[], &env, false, T);
-    assert_eq!(bare.lines(), ["counter>0 yes", "missing NULL", "dlerror mentions name yes", "next printf yes"], "{}", bare.describe());
+    assert_eq!(
+        bare.lines(),
+        ["counter>0 yes", "missing NULL", "dlerror mentions name yes", "next printf yes"],
+        "{}",
+        bare.describe()
+    );
     let shim = run(&fixture("dlsym_probe"), &[], &env, true, T);
     assert_eq!((shim.status, &shim.stdout, &shim.stderr), (bare.status, &bare.stdout, &bare.stderr));
 }
@@ -198,7 +219,13 @@ fn every_entry_point_the_real_runtimes_fetch_is_wrapped_or_documented_exempt() {
         assert!(requests.len() >= at_least, "{program}: only {} requests", requests.len());
         let queries: Vec<String> = requests.iter().map(|(n, v, f)| format!("{n},{v},{f}")).collect();
         let q: Vec<&str> = queries.iter().map(String::as_str).collect();
-        let r = run(&fixture("gpa_probe"), &q, &[("CUDA_FAULT_TOGGLE_FILE", toggle.as_str()), ("FAKE_CUDA_ANY_SYMBOL", "1")], true, T);
+        let r = run(
+            &fixture("gpa_probe"),
+            &q,
+            &[("CUDA_FAULT_TOGGLE_FILE", toggle.as_str()), ("FAKE_CUDA_ANY_SYMBOL", "1")],
+            true,
+            T,
+        );
         assert!(r.success(), "{}", r.describe());
         let (mut wrapped, mut unwrapped) = (0, Vec::new());
         let mut ptsz = 0;
@@ -246,8 +273,18 @@ fn cu_get_proc_address_hands_out_one_trampoline_per_name_version_and_stream_mode
     let shim = run(&fixture("gpa_probe"), &queries, &env_off(&toggle), true, T);
     assert!(shim.success(), "{}", shim.describe());
     let (b, s) = (bare.lines(), shim.lines());
+    assert_eq!(
+        (b.len(), s.len()),
+        (queries.len(), queries.len()),
+        "one line per query:\n{}\n{}",
+        bare.describe(),
+        shim.describe()
+    );
     // The driver's own answers: which function each request resolves to.
-    assert!(b[0].contains(" cuCtxSynchronize libcuda.so.1 ") && b[1].contains(" cuCtxSynchronize_v2 libcuda.so.1 "), "{b:?}");
+    assert!(
+        b[0].contains(" cuCtxSynchronize libcuda.so.1 ") && b[1].contains(" cuCtxSynchronize_v2 libcuda.so.1 "),
+        "{b:?}"
+    );
     assert!(b[3].contains(" cuLaunchKernel_ptsz libcuda.so.1 "), "{b:?}");
     // Same return codes and statuses; a wrapper in place of every function.
     for (bl, sl) in b.iter().zip(&s) {
@@ -267,8 +304,18 @@ fn cu_get_proc_address_hands_out_one_trampoline_per_name_version_and_stream_mode
     assert_eq!(distinct.len(), 4, "{addrs:?}");
     assert_eq!(addrs[2], addrs[4], "a repeated request must get the same trampoline");
     assert_eq!(addrs[3], addrs[5], "v1 and v2 lookups of one binding share a trampoline");
-    assert_eq!((field(&s[6], 5), field(&s[6], 6)), ("cuGetProcAddress".into(), "libcuda_intercept.so".into()), "{}", s[6]);
-    assert_eq!((field(&s[7], 5), field(&s[7], 6)), ("cuGetProcAddress_v2".into(), "libcuda_intercept.so".into()), "{}", s[7]);
+    assert_eq!(
+        (field(&s[6], 5), field(&s[6], 6)),
+        ("cuGetProcAddress".into(), "libcuda_intercept.so".into()),
+        "{}",
+        s[6]
+    );
+    assert_eq!(
+        (field(&s[7], 5), field(&s[7], 6)),
+        ("cuGetProcAddress_v2".into(), "libcuda_intercept.so".into()),
+        "{}",
+        s[7]
+    );
     assert_eq!(s[8], b[8], "unknown names pass through unchanged");
     assert_eq!(s[9], b[9], "the empty probe passes through unchanged");
     assert!(s[8].ends_with(" 500 1 NULL - (nil)"), "{}", s[8]);

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cuda_fault_tests::{
-    fake_lib_dir, finish, fixture, require_real_cudart, run, run_pynvml_probe, spawn, Run,
-    DEFAULT_TIMEOUT,
+    fake_lib_dir, finish, fixture, require_real_cudart, run, run_pynvml_probe, spawn, Run, DEFAULT_TIMEOUT,
 };
 use goblin::elf::Elf;
 
@@ -35,32 +34,14 @@ fn temp_file(tag: &str) -> PathBuf {
 #[test]
 fn workload_runs_three_steps() {
     let r = run_plain("workload", &["3"], &[]);
-    assert_lines(
-        &r,
-        &[
-            "devices 2",
-            "step 0 ok",
-            "step 1 ok",
-            "step 2 ok",
-            "workload ok",
-        ],
-    );
+    assert_lines(&r, &["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"]);
     assert!(r.success(), "{}", r.describe());
 }
 
 #[test]
 fn workload_ptds_runs_three_steps() {
     let r = run_plain("workload_ptds", &[], &[]);
-    assert_lines(
-        &r,
-        &[
-            "devices 2",
-            "step 0 ok",
-            "step 1 ok",
-            "step 2 ok",
-            "workload ok",
-        ],
-    );
+    assert_lines(&r, &["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"]);
     assert!(r.success(), "{}", r.describe());
 }
 
@@ -83,29 +64,18 @@ fn workload_without_devices_fails_like_real_cuda() {
 #[test]
 fn workload_on_old_driver_reports_insufficient_driver() {
     let r = run_plain("workload", &[], &[("FAKE_CUDA_DRIVER_VERSION", "11080")]);
-    assert_lines(
-        &r,
-        &["FAIL cudaGetDeviceCount cudaErrorInsufficientDriver 35"],
-    );
+    assert_lines(&r, &["FAIL cudaGetDeviceCount cudaErrorInsufficientDriver 35"]);
     assert_eq!(r.status, 1, "{}", r.describe());
 }
 
 #[test]
 fn workload_forever_streams_steps_until_killed() {
-    let mut child = spawn(
-        &fixture("workload"),
-        &[],
-        &[("WORKLOAD_FOREVER", "1")],
-        false,
-    );
+    let mut child = spawn(&fixture("workload"), &[], &[("WORKLOAD_FOREVER", "1")], false);
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     assert_eq!(lines.next().expect("a line").expect("utf-8"), "devices 2");
     for k in 0..20 {
-        assert_eq!(
-            lines.next().expect("a line").expect("utf-8"),
-            format!("step {k} ok")
-        );
+        assert_eq!(lines.next().expect("a line").expect("utf-8"), format!("step {k} ok"));
     }
     child.kill().expect("kill");
     let r = finish(child, Duration::from_secs(10));
@@ -115,13 +85,7 @@ fn workload_forever_streams_steps_until_killed() {
 
 #[test]
 fn run_kills_on_timeout() {
-    let r = run(
-        &fixture("workload"),
-        &["1", "20"],
-        &[("WORKLOAD_FOREVER", "1")],
-        false,
-        Duration::from_millis(1500),
-    );
+    let r = run(&fixture("workload"), &["1", "20"], &[("WORKLOAD_FOREVER", "1")], false, Duration::from_millis(1500));
     assert!(r.timed_out, "{}", r.describe());
     assert!(r.has_line("step 0 ok"), "{}", r.describe());
 }
@@ -145,10 +109,7 @@ fn fake_runtime_fetches_driver_through_get_proc_address() {
         "cuMemcpyAsync 4000 2",
         "cuStreamSynchronize 2000 2",
     ] {
-        assert!(
-            text.lines().any(|l| l == line),
-            "no `{line}` in the GPA log:\n{text}"
-        );
+        assert!(text.lines().any(|l| l == line), "no `{line}` in the GPA log:\n{text}");
     }
 }
 
@@ -156,10 +117,7 @@ fn fake_runtime_fetches_driver_through_get_proc_address() {
 fn plugin_loaded_with_rtld_local_works() {
     let plugin = fixture("libplugin.so").display().to_string();
     let r = run_plain("plugin_host", &[&plugin], &[]);
-    assert_lines(
-        &r,
-        &["plugin devices 2", "plugin malloc/free ok", "plugin ok"],
-    );
+    assert_lines(&r, &["plugin devices 2", "plugin malloc/free ok", "plugin ok"]);
     assert!(r.success(), "{}", r.describe());
 }
 
@@ -197,20 +155,13 @@ fn threads_see_only_success() {
 #[test]
 fn triton_like_dlopen_path_works() {
     let r = run_plain("triton_like", &[], &[]);
-    assert_lines(
-        &r,
-        &["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"],
-    );
+    assert_lines(&r, &["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"]);
 }
 
 #[test]
 fn driver_linked_calls_all_succeed() {
     let r = run_plain("driver_linked", &[], &[]);
-    let names: Vec<&str> = r
-        .lines()
-        .iter()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
+    let names: Vec<&str> = r.lines().iter().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(
         names,
         [
@@ -269,7 +220,8 @@ fn get_proc_address_contract() {
         &[],
     );
     // The last column is the address handed out; compare everything before it.
-    let without_address: Vec<&str> = r.lines().iter().map(|l| l.rsplit_once(' ').map_or(*l, |(head, _)| head)).collect();
+    let without_address: Vec<&str> =
+        r.lines().iter().map(|l| l.rsplit_once(' ').map_or(*l, |(head, _)| head)).collect();
     assert!(r.success(), "{}", r.describe());
     assert_eq!(
         without_address,
@@ -337,32 +289,14 @@ fn nvml_dlopen_probe() {
 #[test]
 fn pynvml_on_fake_nvml() {
     let r = run_pynvml_probe(&[], false, DEFAULT_TIMEOUT);
-    assert_lines(
-        &r,
-        &[
-            "nvmlInit ok",
-            "count 2",
-            "handle ok",
-            "name Fake GPU 0",
-            "shutdown ok",
-        ],
-    );
+    assert_lines(&r, &["nvmlInit ok", "count 2", "handle ok", "name Fake GPU 0", "shutdown ok"]);
 }
 
 #[test]
 fn pynvml_without_devices() {
     let r = run_pynvml_probe(&[("FAKE_CUDA_DEVICE_COUNT", "0")], false, DEFAULT_TIMEOUT);
     // NVML_ERROR_INVALID_ARGUMENT (2) for index 0 of no devices.
-    assert_lines(
-        &r,
-        &[
-            "nvmlInit ok",
-            "count 0",
-            "handle error 2",
-            "name skipped",
-            "shutdown ok",
-        ],
-    );
+    assert_lines(&r, &["nvmlInit ok", "count 0", "handle error 2", "name skipped", "shutdown ok"]);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -372,15 +306,7 @@ fn pynvml_without_devices() {
 fn dlsym_probe_with_malloc_counter() {
     let counter = fixture("libmalloc_counter.so").display().to_string();
     let r = run_plain("dlsym_probe", &[], &[("LD_PRELOAD", &counter)]);
-    assert_lines(
-        &r,
-        &[
-            "counter>0 yes",
-            "missing NULL",
-            "dlerror mentions name yes",
-            "next printf yes",
-        ],
-    );
+    assert_lines(&r, &["counter>0 yes", "missing NULL", "dlerror mentions name yes", "next printf yes"]);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -437,10 +363,7 @@ fn fake_cudart_exports_carry_the_real_version_node() {
         "cudaMemcpy_ptds",
         "cudaGetDeviceProperties_v2",
     ] {
-        assert!(
-            exports.iter().any(|(n, _)| n == wanted),
-            "{wanted} not exported"
-        );
+        assert!(exports.iter().any(|(n, _)| n == wanted), "{wanted} not exported");
     }
     let elf = Elf::parse(&bytes).expect("parse ELF");
     assert_eq!(elf.soname, Some("libcudart.so.12"));
@@ -456,10 +379,7 @@ fn fake_driver_exports_the_abi_names() {
     let bytes = elf_bytes(&fake_lib_dir().join("libcuda.so.1"));
     let elf = Elf::parse(&bytes).expect("parse ELF");
     assert_eq!(elf.soname, Some("libcuda.so.1"));
-    let exports: Vec<String> = exported_functions(&bytes)
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let exports: Vec<String> = exported_functions(&bytes).into_iter().map(|(n, _)| n).collect();
     for wanted in [
         "cuInit",
         "cuDriverGetVersion",
@@ -524,15 +444,9 @@ fn fake_driver_exports_the_abi_names() {
         "cuLaunchKernelEx_ptsz",
         "cuMemsetD8Async_ptsz",
     ] {
-        assert!(
-            exports.iter().any(|n| n == wanted),
-            "{wanted} not exported by the fake driver"
-        );
+        assert!(exports.iter().any(|n| n == wanted), "{wanted} not exported by the fake driver");
     }
-    assert!(
-        exports.iter().all(|n| n.starts_with("cu")),
-        "stray exports: {exports:?}"
-    );
+    assert!(exports.iter().all(|n| n.starts_with("cu")), "stray exports: {exports:?}");
 }
 
 #[test]
@@ -559,30 +473,16 @@ fn check_real_runtime(program: &str, major: u32) {
     assert!(r.success(), "{}", r.describe());
     let lines = r.lines();
     let names: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(
-        names,
-        ["cudaGetDeviceCount", "cudaSetDevice", "cudaMalloc"],
-        "{}",
-        r.describe()
-    );
+    assert_eq!(names, ["cudaGetDeviceCount", "cudaSetDevice", "cudaMalloc"], "{}", r.describe());
     for line in &lines {
         let code: i32 = line.rsplit(' ').next().unwrap().parse().expect("a code");
-        assert_ne!(
-            code, 0,
-            "the real runtime cannot succeed on the fake driver: {line}"
-        );
+        assert_ne!(code, 0, "the real runtime cannot succeed on the fake driver: {line}");
     }
     let text = fs::read_to_string(&log).expect("GPA log");
     let _ = fs::remove_file(&log);
     let requests = text.lines().count();
-    assert!(
-        requests > 300,
-        "{program} made only {requests} cuGetProcAddress requests"
-    );
-    assert!(
-        text.lines().any(|l| l.starts_with("cuInit ")),
-        "{program} never asked for cuInit"
-    );
+    assert!(requests > 300, "{program} made only {requests} cuGetProcAddress requests");
+    assert!(text.lines().any(|l| l.starts_with("cuInit ")), "{program} never asked for cuInit");
 }
 
 #[test]

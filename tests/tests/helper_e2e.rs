@@ -41,7 +41,11 @@ fn enable_flips_a_running_workload_and_disable_lets_the_next_run_pass() {
     assert!(r.success() && r.has_line("workload ok"), "disable must win over the environment:\n{}", r.describe());
     cuda_fault(&["clean"], &f);
     let r = run(&fixture("workload"), &["3"], &env, true, T);
-    assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "after clean the environment decides:\n{}", r.describe());
+    assert!(
+        r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"),
+        "after clean the environment decides:\n{}",
+        r.describe()
+    );
 }
 
 #[test]

@@ -1,13 +1,11 @@
-//! Issue 2: the shim on the fake CUDA runtime: every XID's runtime error, env and toggle-file
+//! The shim on the fake CUDA runtime: every XID's runtime error, env and toggle-file
 //! configuration, bad input of every kind, threads, and silence in processes that never call CUDA.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::{
-    finish, fixture, run, scratch_dir, shim_lines, spawn, write_atomic, Run, DEFAULT_TIMEOUT,
-};
+use cuda_fault_tests::{finish, fixture, run, scratch_dir, shim_lines, spawn, write_atomic, Run, DEFAULT_TIMEOUT};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -40,10 +38,15 @@ fn every_xid_in_the_table_fails_the_workload_with_its_runtime_error() {
     let toggle = dir.join("absent").display().to_string();
     for row in xid_table::table() {
         let xid = row.xid.to_string();
-        let r = workload(&with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", &xid)]), true);
+        let r =
+            workload(&with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", &xid)]), true);
         assert_fails_with(&r, row.xid, row.runtime.name, row.runtime.code);
         assert!(
-            r.stderr.lines().next().unwrap_or("").starts_with(&format!("[cuda-fault] faults ON: simulating XID {xid} (")),
+            r.stderr
+                .lines()
+                .next()
+                .unwrap_or("")
+                .starts_with(&format!("[cuda-fault] faults ON: simulating XID {xid} (")),
             "{}",
             r.describe()
         );
@@ -57,11 +60,28 @@ fn every_xid_in_the_table_fails_the_workload_with_its_runtime_error() {
 }
 
 #[test]
-fn default_xid_is_79_and_device_count_reads_zero() {
+fn default_xid_is_79_and_device_counts_read_zero() {
     let dir = scratch_dir("default-79");
     let toggle = dir.join("absent").display().to_string();
     let r = workload(&with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "true")]), true);
     assert_fails_with(&r, 79, "cudaErrorNoDevice", 100);
+    // The count out-pointers (the `count` flag of hooks.list): the real function would have
+    // written them; the shim writes 0 and survives a NULL one.
+    let off = run(&fixture("count_probe"), &[], &with_toggle(&toggle, &[]), true, T);
+    assert_eq!(
+        off.lines(),
+        ["cudaGetDeviceCount 0 2", "cuDeviceGetCount 0 2", "cudaGetDeviceCount(NULL) 1"],
+        "{}",
+        off.describe()
+    );
+    let on =
+        run(&fixture("count_probe"), &[], &with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1")]), true, T);
+    assert_eq!(
+        on.lines(),
+        ["cudaGetDeviceCount 100 0", "cuDeviceGetCount 100 0", "cudaGetDeviceCount(NULL) 100"],
+        "{}",
+        on.describe()
+    );
 }
 
 #[test]
@@ -200,22 +220,27 @@ fn bad_toggle_contents_turn_faults_off_with_one_warning() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("empty", b"", "is empty"),
         ("blank", b"  \n\t\n", "is empty"),
-        ("true", b"true\n", "does not start with the word 1 or 0"),
-        ("two", b"2\n", "does not start with the word 1 or 0"),
-        ("glued", b"1abc\n", "does not start with the word 1 or 0"),
-        ("binary", b"\x00\xff\x01\x02garbage", "does not start with the word 1 or 0"),
-        ("words", b"1 48 49\n", "not one XID number"),
-        ("xid-word", b"1 abc\n", "not one XID number"),
+        ("true", b"true\n", "starts with 'true', not the word 1 or 0"),
+        ("two", b"2\n", "starts with '2', not the word 1 or 0"),
+        ("glued", b"1abc\n", "starts with '1abc', not the word 1 or 0"),
+        ("binary", b"\x00\xff\x01\x02garbage", "starts with '\\x00\\xff\\x01\\x02garbage', not the word 1 or 0"),
+        ("words", b"1 48 49\n", "'49' is neither the XID (right after 1) nor key=value"),
+        ("xid-word", b"1 abc\n", "'abc' is neither the XID (right after 1) nor key=value"),
+        ("vertical-tab", b"1\x0b48 49", "'49' is neither the XID (right after 1) nor key=value"),
     ];
     for (name, content, needle) in cases {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
         assert_bad_toggle(&p, true, needle);
     }
-    // A huge file of '1's: only the first bytes are read.
+    // A huge file: only the first bytes are read, and a file longer than the grammar allows is
+    // refused whole, never parsed from a cut (which could read a truncated XID).
     let huge = dir.join("huge");
     std::fs::write(&huge, vec![b'1'; 8 << 20]).unwrap();
-    assert_bad_toggle(&huge, true, "does not start with the word 1 or 0");
+    assert_bad_toggle(&huge, true, "is longer than 1024 bytes");
+    let cut = dir.join("cut");
+    std::fs::write(&cut, format!("1 {}", "7".repeat(1030))).unwrap();
+    assert_bad_toggle(&cut, true, "is longer than 1024 bytes");
 }
 
 #[test]
@@ -270,7 +295,14 @@ fn an_unreadable_toggle_file_turns_faults_off_with_one_warning() {
     let r = run(setpriv, &args, &with_toggle(&f, &[("CUDA_FAULT_INJECTION_ENABLED", "1")]), true, T);
     assert_passes(&r);
     let lines = shim_lines(&r.stderr);
-    assert_eq!(lines, [format!("[cuda-fault] toggle file {f} is not a readable regular file; faults off (write '1', '1 <xid>' or '0')")], "{}", r.describe());
+    assert_eq!(
+        lines,
+        [format!(
+            "[cuda-fault] toggle file {f} is not a readable regular file; faults off"
+        )],
+        "{}",
+        r.describe()
+    );
 }
 
 #[test]
@@ -316,7 +348,10 @@ fn bad_environment_values_give_one_line_and_the_documented_fallback() {
     );
     // CUDA_FAULT_LOG=0 silences everything, faults included.
     let r = workload(
-        &with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", "abc"), ("CUDA_FAULT_LOG", "0")]),
+        &with_toggle(
+            &toggle,
+            &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", "abc"), ("CUDA_FAULT_LOG", "0")],
+        ),
         true,
     );
     assert_eq!(r.status, 1);
@@ -415,7 +450,13 @@ fn a_toggle_replaced_by_rename_mid_read_is_always_read_whole() {
             i
         })
     };
-    let r = run(&fixture("threads"), &["4", "40000"], &with_toggle(&f, &[("CUDA_FAULT_POLL_MS", "0")]), true, DEFAULT_TIMEOUT);
+    let r = run(
+        &fixture("threads"),
+        &["4", "40000"],
+        &with_toggle(&f, &[("CUDA_FAULT_POLL_MS", "0")]),
+        true,
+        DEFAULT_TIMEOUT,
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let writes = writer.join().unwrap();
     assert!(r.success(), "{}", r.describe());
@@ -440,8 +481,19 @@ fn a_plugin_loaded_with_rtld_local_reaches_the_real_runtime_when_faults_are_off(
     let bare = run(&fixture("plugin_host"), &[&plugin], &with_toggle(&toggle, &[]), false, T);
     let shim = run(&fixture("plugin_host"), &[&plugin], &with_toggle(&toggle, &[]), true, T);
     assert!(bare.has_line("plugin ok"), "{}", bare.describe());
-    assert_eq!((shim.status, &shim.stdout, &shim.stderr), (bare.status, &bare.stdout, &bare.stderr), "{}", shim.describe());
-    let on = run(&fixture("plugin_host"), &[&plugin], &with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1")]), true, T);
+    assert_eq!(
+        (shim.status, &shim.stdout, &shim.stderr),
+        (bare.status, &bare.stdout, &bare.stderr),
+        "{}",
+        shim.describe()
+    );
+    let on = run(
+        &fixture("plugin_host"),
+        &[&plugin],
+        &with_toggle(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1")]),
+        true,
+        T,
+    );
     assert!(!on.has_line("plugin ok"), "{}", on.describe());
     assert!(on.stderr.contains("[XID 79 SIM] cudaGetDeviceCount -> cudaErrorNoDevice (100)"), "{}", on.describe());
 }
@@ -453,7 +505,12 @@ fn per_thread_default_stream_entry_points_are_interposed() {
     let file = dir.join("toggle");
     let f = file.display().to_string();
     write_atomic(&file, b"0\n");
-    let mut child = spawn(&fixture("workload_ptds"), &["0", "2"], &[("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("WORKLOAD_FOREVER", "1")], true);
+    let mut child = spawn(
+        &fixture("workload_ptds"),
+        &["0", "2"],
+        &[("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("WORKLOAD_FOREVER", "1")],
+        true,
+    );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("step 2") {
@@ -487,7 +544,8 @@ fn a_forked_child_restarts_the_poller_and_sees_the_toggle() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "fork_probe ended early");
     }
-    std::thread::sleep(Duration::from_millis(50));
+    // The child has made its first CUDA call with the toggle off; only its own poller can see this.
+    assert_eq!(line.trim(), "child ready 0");
     write_atomic(&file, b"1 95\n");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();

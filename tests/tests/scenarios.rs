@@ -20,7 +20,10 @@ fn env<'a>(toggle: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a s
 }
 
 fn workload_on(toggle: &str, device: &str, devices: &str) -> Run {
-    let e = env(toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("WORKLOAD_DEVICE", device), ("CUDA_FAULT_DEVICES", devices)]);
+    let e = env(
+        toggle,
+        &[("CUDA_FAULT_INJECTION_ENABLED", "1"), ("WORKLOAD_DEVICE", device), ("CUDA_FAULT_DEVICES", devices)],
+    );
     run(&fixture("workload"), &["3"], &e, true, T)
 }
 
@@ -38,12 +41,20 @@ fn only_the_listed_device_fails_by_ordinal_or_uuid() {
                 assert!(r.has_line("devices 2"), "{}", r.describe());
                 assert!(r.has_line("FAIL cudaSetDevice cudaErrorNoDevice 100"), "{}", r.describe());
             } else {
-                assert!(r.success() && r.has_line("workload ok"), "devices={devices} device={device}:\n{}", r.describe());
+                assert!(
+                    r.success() && r.has_line("workload ok"),
+                    "devices={devices} device={device}:\n{}",
+                    r.describe()
+                );
             }
         }
     }
     let r = workload_on(&toggle, "1", "1");
-    assert!(r.stderr.starts_with("[cuda-fault] faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) ["), "{}", r.describe());
+    assert!(
+        r.stderr.starts_with("[cuda-fault] faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) ["),
+        "{}",
+        r.describe()
+    );
 }
 
 #[test]
@@ -57,9 +68,19 @@ fn driver_calls_are_attributed_to_the_current_context_and_device_arguments() {
         if fails {
             // cuInit and the device count concern every device; the context of device 0 fails,
             // so the launch has no context: the driver itself answers CUDA_ERROR_INVALID_CONTEXT.
-            assert_eq!(r.lines(), ["cuInit 0", "count 2", "ctx 100", "launch 201", "kernel not-run"], "{devices}:\n{}", r.describe());
+            assert_eq!(
+                r.lines(),
+                ["cuInit 0", "count 2", "ctx 100", "launch 201", "kernel not-run"],
+                "{devices}:\n{}",
+                r.describe()
+            );
         } else {
-            assert_eq!(r.lines(), ["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"], "{devices}:\n{}", r.describe());
+            assert_eq!(
+                r.lines(),
+                ["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"],
+                "{devices}:\n{}",
+                r.describe()
+            );
         }
     }
 }
@@ -94,7 +115,14 @@ fn after_calls_lets_the_first_n_calls_pass() {
     let r = run(&fixture("driver_linked"), &[], &e, true, T);
     assert_eq!(
         r.lines()[..6],
-        ["cuInit 0", "cuDriverGetVersion 0", "cuDeviceGetCount 0", "cuDeviceGet 0", "cuDevicePrimaryCtxRetain 100", "cuCtxSetCurrent 100"],
+        [
+            "cuInit 0",
+            "cuDriverGetVersion 0",
+            "cuDeviceGetCount 0",
+            "cuDeviceGet 0",
+            "cuDevicePrimaryCtxRetain 100",
+            "cuCtxSetCurrent 100"
+        ],
         "{}",
         r.describe()
     );
@@ -103,7 +131,12 @@ fn after_calls_lets_the_first_n_calls_pass() {
     write_atomic(&file, b"1 48 after_calls=1\n");
     let f = file.display().to_string();
     let r = run(&fixture("driver_linked"), &[], &env(&f, &[]), true, T);
-    assert_eq!(r.lines()[..4], ["cuInit 0", "cuDriverGetVersion 0", "cuDeviceGetCount 214", "cuDeviceGet 214"], "{}", r.describe());
+    assert_eq!(
+        r.lines()[..4],
+        ["cuInit 0", "cuDriverGetVersion 0", "cuDeviceGetCount 214", "cuDeviceGet 214"],
+        "{}",
+        r.describe()
+    );
 }
 
 /// Spawns the endless workload and returns a channel of its stdout lines.
@@ -153,33 +186,76 @@ fn after_ms_delays_the_fault_after_turning_on() {
     assert!(r.stderr.contains("(after 400 ms)"), "{}", r.describe());
 }
 
+/// Whether thread `tid` of process `pid` is asleep in (clock_)nanosleep, read from
+/// /proc/PID/task/TID/syscall (the syscall number comes first).
+fn sleeping_in_nanosleep(pid: u32, tid: u32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const NANOSLEEP: [&str; 2] = ["35", "230"];
+    #[cfg(target_arch = "aarch64")]
+    const NANOSLEEP: [&str; 2] = ["101", "115"];
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+        .is_ok_and(|s| NANOSLEEP.contains(&s.split_whitespace().next().unwrap_or("")))
+}
+
+/// Waits until the main thread of `pid` sits in the shim's hang loop: it prints the hang marker
+/// and then sleeps in nanosleep (the workload itself never sleeps: it runs with sleep_ms 0).
+fn wait_until_hung(pid: u32, stderr: &mpsc::Receiver<String>, marker: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let line = stderr.recv_timeout(T).expect("no hang marker on stderr");
+        if line == marker {
+            break;
+        }
+    }
+    while !sleeping_in_nanosleep(pid, pid) {
+        assert!(Instant::now() < deadline, "the hung call never parked in nanosleep");
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn hang_mode_blocks_synchronizing_calls_until_the_toggle_goes_off() {
     let dir = scratch_dir("hang");
     let file = dir.join("toggle");
     let f = file.display().to_string();
     write_atomic(&file, b"0\n");
-    let (child, rx) = endless(&env(&f, &[("CUDA_FAULT_MODE", "hang")]), "5");
+    let (mut child, rx) = endless(&env(&f, &[("CUDA_FAULT_MODE", "hang")]), "0");
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = etx.send(line);
+        }
+    });
     wait_for(&rx, |l| l == "step 2 ok");
     write_atomic(&file, b"1 79\n");
-    // Let the fault reach the loop, then watch for silence: no step completes while hanging.
-    std::thread::sleep(Duration::from_millis(200));
-    while rx.try_recv().is_ok() {}
-    assert!(rx.recv_timeout(Duration::from_millis(700)).is_err(), "the workload kept stepping in hang mode");
-    let mut child = child;
+    let marker = "[XID 79 SIM] cudaStreamSynchronize -> hangs (CUDA_FAULT_MODE=hang)";
+    wait_until_hung(child.id(), &erx, marker);
+    // Parked in the hang loop: the steps printed so far are all there will be until the toggle
+    // goes off, and the process is alive.
+    let mut last = String::new();
+    while let Ok((_, l)) = rx.try_recv() {
+        last = l;
+    }
     assert!(child.try_wait().unwrap().is_none(), "the workload must hang, not exit");
+    assert!(sleeping_in_nanosleep(child.id(), child.id()), "still parked");
+    assert!(rx.try_recv().is_err(), "the workload stepped while parked");
     write_atomic(&file, b"0\n");
     let (_, line) = wait_for(&rx, |l| l.starts_with("step "));
     assert!(line.ends_with(" ok"), "{line}");
-    // A hung process can still be killed normally: hang again, then SIGTERM.
+    if let Some(k) = last.strip_prefix("step ").and_then(|r| r.strip_suffix(" ok")) {
+        let next = k.parse::<u64>().unwrap() + 1;
+        assert_eq!(line, format!("step {next} ok"), "the hung step completes once the toggle is off");
+    }
+    // A hung process can still be killed normally: hang again (a new on-period logs again), then
+    // SIGTERM while it is parked.
     write_atomic(&file, b"1 79\n");
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_hung(child.id(), &erx, marker);
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc_kill(child.id() as i32, 15) }, 0);
-    let r = finish(child, Duration::from_secs(5));
+    let r = finish(child, Duration::from_secs(10));
     assert!(!r.timed_out, "SIGTERM did not end the hung process");
     assert_eq!(r.status, 128 + 15, "{}", r.describe());
-    assert!(r.stderr.contains("[XID 79 SIM] cudaStreamSynchronize -> hangs (CUDA_FAULT_MODE=hang)"), "{}", r.describe());
 }
 
 unsafe extern "C" {
@@ -187,47 +263,91 @@ unsafe extern "C" {
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
-/// Runs flip_probe for `ms` while `script` writes the toggle; returns its "code N" lines.
-fn flips(toggle: &std::path::Path, extra: &[(&str, &str)], script: &[(u64, &[u8])], ms: &str) -> Run {
-    let f = toggle.display().to_string();
-    let mut e = env(&f, &[("CUDA_FAULT_POLL_MS", "1")]);
-    e.extend_from_slice(extra);
-    let child = spawn(&fixture("flip_probe"), &[ms], &e, true);
-    let start = Instant::now();
-    for (at, content) in script {
-        let due = Duration::from_millis(*at);
-        if let Some(wait) = due.checked_sub(start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        write_atomic(toggle, content);
+/// flip_probe running under the shim (the toggle polled every millisecond), with channels of its
+/// stdout and stderr lines.
+struct Flips {
+    child: std::process::Child,
+    out: mpsc::Receiver<String>,
+    err: mpsc::Receiver<String>,
+}
+
+impl Flips {
+    fn start(toggle: &std::path::Path, extra: &[(&str, &str)]) -> Flips {
+        let f = toggle.display().to_string();
+        let mut e = env(&f, &[("CUDA_FAULT_POLL_MS", "1")]);
+        e.extend_from_slice(extra);
+        let mut child = spawn(&fixture("flip_probe"), &["60000"], &e, true);
+        let lines = |pipe: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().unwrap()));
+        let err = lines(Box::new(child.stderr.take().unwrap()));
+        Flips { child, out, err }
     }
-    finish(child, T)
+
+    /// The next stdout line, which must be `want`.
+    fn expect(&self, want: &str) {
+        assert_eq!(self.out.recv_timeout(T).expect("flip_probe said nothing"), want);
+    }
+
+    /// Waits for this line on stderr.
+    fn expect_err(&self, want: &str) {
+        while self.err.recv_timeout(T).expect("no such stderr line") != want {}
+    }
+
+    /// What a call returns now (SIGUSR1 makes the probe print "now N").
+    fn now(&self) -> String {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc_kill(self.child.id() as i32, 10) }, 0);
+        self.out.recv_timeout(T).expect("no answer to SIGUSR1")
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
 fn sticky_faults_survive_the_toggle_going_off() {
     let dir = scratch_dir("sticky");
     let file = dir.join("toggle");
-    write_atomic(&file, b"0\n");
+    let sticky_note =
+        "[cuda-fault] the toggle changed, but the fault is sticky: this process stays faulted until it restarts";
     // Not sticky (the default): the process recovers.
-    let r = flips(&file, &[], &[(150, b"1 48\n"), (450, b"0\n")], "900");
-    assert_eq!(r.lines(), ["code 0", "code 214", "code 0"], "{}", r.describe());
-    // Sticky by environment: it does not.
     write_atomic(&file, b"0\n");
-    let r = flips(&file, &[("CUDA_FAULT_STICKY", "1")], &[(150, b"1 48\n"), (450, b"0\n")], "900");
-    assert_eq!(r.lines(), ["code 0", "code 214"], "{}", r.describe());
-    assert!(
-        shim_lines(&r.stderr).contains(&"[cuda-fault] the toggle changed, but the fault is sticky: this process stays faulted until it restarts"),
-        "{}",
-        r.describe()
-    );
-    // Sticky by toggle file.
+    let p = Flips::start(&file, &[]);
+    p.expect("code 0");
+    write_atomic(&file, b"1 48\n");
+    p.expect("code 214");
     write_atomic(&file, b"0\n");
-    let r = flips(&file, &[], &[(150, b"1 95 sticky=1\n"), (450, b"0\n")], "900");
-    assert_eq!(r.lines(), ["code 0", "code 999"], "{}", r.describe());
+    p.expect("code 0");
+    p.stop();
+    // Sticky by environment, then by the toggle file: it does not recover.
+    for (extra, on, code) in
+        [(&[("CUDA_FAULT_STICKY", "1")][..], &b"1 48\n"[..], "214"), (&[], b"1 95 sticky=1\n", "999")]
+    {
+        write_atomic(&file, b"0\n");
+        let p = Flips::start(&file, extra);
+        p.expect("code 0");
+        write_atomic(&file, on);
+        p.expect(&format!("code {code}"));
+        write_atomic(&file, b"0\n");
+        p.expect_err(sticky_note);
+        assert_eq!(p.now(), format!("now {code}"), "still faulted after the toggle went off");
+        p.stop();
+    }
     // A new process on the same node starts clean (the toggle says off).
-    let r = flips(&file, &[], &[], "100");
-    assert_eq!(r.lines(), ["code 0"]);
+    let p = Flips::start(&file, &[]);
+    p.expect("code 0");
+    assert_eq!(p.now(), "now 0");
+    p.stop();
 }
 
 #[test]
@@ -243,19 +363,26 @@ fn the_toggle_file_carries_the_scenario_and_bad_keys_turn_it_off_with_one_warnin
     e1.push(("WORKLOAD_DEVICE", "1"));
     let r = run(&fixture("workload"), &["3"], &e1, true, T);
     assert!(r.has_line("FAIL cudaSetDevice cudaErrorNoDevice 100"), "{}", r.describe());
-    assert!(r.stderr.contains("faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) [toggle file "), "{}", r.describe());
+    assert!(
+        r.stderr.contains("faults ON: simulating XID 79 (GPU fell off the bus) (devices 1) [toggle file "),
+        "{}",
+        r.describe()
+    );
 
+    // The grammar's own words, one line each (the full set is the toggle-grammar crate's tests).
     let cases: &[(&[u8], &str)] = &[
-        (b"1 79 devices=\n", "has a bad devices= list"),
-        (b"1 79 devices=64\n", "has a bad devices= list"),
-        (b"1 79 devices=GPU-123\n", "has a bad devices= list"),
-        (b"1 after_ms=soon\n", "has a bad after_ms= number"),
-        (b"1 after_calls=-1\n", "has a bad after_calls= number"),
-        (b"1 mode=crash\n", "has a mode= other than error or hang"),
-        (b"1 sticky=2\n", "has a sticky= other than 1 or 0"),
-        (b"1 colour=blue\n", "has an unknown key"),
-        (b"1 mode=hang mode=error\n", "repeats a key"),
-        (b"1 mode=hang 48\n", "has words after '1' that are not one XID number"),
+        (b"1 79 devices=\n", "devices: has an empty item"),
+        (b"1 79 devices=64\n", "devices: device '64' is outside 0..63"),
+        (b"1 79 devices=GPU-123\n", "devices: 'GPU-123' is neither an ordinal 0..63 nor a GPU-/MIG- UUID"),
+        (b"1 after_ms=soon\n", "after_ms: 'soon' is not a number"),
+        (b"1 after_calls=-1\n", "after_calls: '-1' is not a number"),
+        (b"1 mode=crash\n", "mode: 'crash' is not error or hang"),
+        (b"1 sticky=2\n", "sticky: '2' is not 1, 0, true or false"),
+        (b"1 colour=blue\n", "'colour=blue' is not a key"),
+        (b"1 mode=hang mode=error\n", "mode: is given twice"),
+        (b"1 mode=hang 48\n", "'48' is neither the XID (right after 1) nor key=value"),
+        (b"1 percent=101\n", "percent: '101' is not above 0 and at most 100"),
+        (b"1 functions=cudaMallocc\n", "functions: 'cudaMallocc' is not a function in hooks.list"),
     ];
     for (content, why) in cases {
         write_atomic(&file, content);
@@ -272,14 +399,25 @@ fn bad_scenario_environment_values_warn_once_and_fall_back() {
     let dir = scratch_dir("scenario-env");
     let toggle = dir.join("absent").display().to_string();
     let cases = [
-        ("CUDA_FAULT_DEVICES", "gpu1", "[cuda-fault] CUDA_FAULT_DEVICES='gpu1' is not a list of ordinals 0..63 or GPU-/MIG- UUIDs (at most 8); every device faults"),
-        ("CUDA_FAULT_AFTER_CALLS", "x", "[cuda-fault] CUDA_FAULT_AFTER_CALLS='x' is not a number; faults start at once"),
-        ("CUDA_FAULT_AFTER_MS", "5s", "[cuda-fault] CUDA_FAULT_AFTER_MS='5s' is not a number of milliseconds; faults start at once"),
-        ("CUDA_FAULT_MODE", "freeze", "[cuda-fault] CUDA_FAULT_MODE='freeze' is not error or hang; using error"),
-        ("CUDA_FAULT_STICKY", "maybe", "[cuda-fault] CUDA_FAULT_STICKY='maybe' is not 1, true, 0 or false; not sticky"),
+        ("CUDA_FAULT_DEVICES", "gpu1", "[cuda-fault] CUDA_FAULT_DEVICES: 'gpu1' is neither an ordinal 0..63 nor a GPU-/MIG- UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx); ignored"),
+        ("CUDA_FAULT_AFTER_CALLS", "x", "[cuda-fault] CUDA_FAULT_AFTER_CALLS: 'x' is not a number; ignored"),
+        ("CUDA_FAULT_AFTER_CALLS", "18446744073709551616", "[cuda-fault] CUDA_FAULT_AFTER_CALLS: '18446744073709551616' is out of range (at most 18446744073709551615); ignored"),
+        ("CUDA_FAULT_AFTER_MS", "5s", "[cuda-fault] CUDA_FAULT_AFTER_MS: '5s' is not a number; ignored"),
+        ("CUDA_FAULT_MODE", "freeze", "[cuda-fault] CUDA_FAULT_MODE: 'freeze' is not error or hang; ignored"),
+        ("CUDA_FAULT_STICKY", "maybe", "[cuda-fault] CUDA_FAULT_STICKY: 'maybe' is not 1, 0, true or false; ignored"),
+        ("CUDA_FAULT_PERCENT", "0", "[cuda-fault] CUDA_FAULT_PERCENT: '0' is not above 0 and at most 100; ignored"),
+        ("CUDA_FAULT_COUNT", "0", "[cuda-fault] CUDA_FAULT_COUNT: must be at least 1; ignored"),
+        ("CUDA_FAULT_FUNCTIONS", "@kernels", "[cuda-fault] CUDA_FAULT_FUNCTIONS: '@kernels' is not a family (@launch, @memcpy, @sync, @alloc); ignored"),
+        ("CUDA_FAULT_SEED", "-1", "[cuda-fault] CUDA_FAULT_SEED: '-1' is not a number; ignored"),
     ];
     for (var, value, warning) in cases {
-        let r = run(&fixture("workload"), &["3"], &env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), (var, value)]), true, T);
+        let r = run(
+            &fixture("workload"),
+            &["3"],
+            &env(&toggle, &[("CUDA_FAULT_INJECTION_ENABLED", "1"), (var, value)]),
+            true,
+            T,
+        );
         assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{var}:\n{}", r.describe());
         assert_eq!(shim_lines(&r.stderr)[0], warning, "{}", r.describe());
     }

@@ -26,6 +26,7 @@ core::arch::global_asm!(
     "stp q6, q7, [sp, #192]",
     "mov w0, w17",
     "add x1, sp, #16",
+    "ldr x2, [sp, #8]", // x30 as saved on entry: the intercepted call's return address
     "bl {dispatch}",
     "tbnz x0, #63, 3f",
     "ldr x17, [sp, #88]",

@@ -39,6 +39,7 @@ core::arch::global_asm!(
     "movdqa [rsp + 192], xmm7",
     "mov edi, r11d",
     "mov rsi, rsp",
+    "mov rdx, [rbp + 8]", // the intercepted call's return address: who made it
     "call {dispatch}",
     "test rax, rax",
     "js 3f",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::containers::{build_worker, Cluster, Podman, RemoveOnDrop};
+use cuda_fault_tests::containers::{build_worker, Cluster, Podman};
 use cuda_fault_tests::{finish, fixture, run, run_image_build, scratch_dir, shipped, spawn, Run};
 
 const STEP_PAUSE: Duration = Duration::from_millis(400);
@@ -86,7 +86,7 @@ fn show_container(label: &str, r: &Run) {
 /// The story in real containers from the shipped image.
 fn containers() {
     let root = scratch_dir("demo-containers");
-    let _remove = RemoveOnDrop(root.clone());
+    // The scratch directory (and the podman store inside it) goes when `root` is dropped.
     println!("cuda-fault demo: the XID recovery story in real containers (podman + runc; no GPU, no cluster)");
     say("0. Build the image (manifests/image/build.sh; cached after the first run) and a worker image");
     let t0 = Instant::now();
