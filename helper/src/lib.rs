@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod exit;
 pub mod fsops;
+pub mod layout;
 pub mod local;
 pub mod toggle;
 

@@ -1,0 +1,437 @@
+//! The injection into one object: which pods and containers, the additions, and the pins that
+//! keep them exact. Everything is added, nothing of the user's is replaced: an init container,
+//! two volumes, two read-only mounts and `LD_PRELOAD` (prefixed to the user's own), and only on
+//! the containers that use a GPU (or that `--container` names). A name or mount path of ours that
+//! the pod already uses is refused.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, HostPathVolumeSource, ResourceRequirements, SeccompProfile,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::{json, Value};
+
+use crate::env::{self, EnvPlace, FromRef, Lookup, SourcePin};
+use crate::error::{refuse, Error};
+use crate::gpu;
+use crate::layout::*;
+use crate::patch::{Op, Plan};
+use crate::pin;
+use crate::ptr::Ptr;
+use crate::stream::Object;
+use crate::workloads::{self, Shape};
+use crate::Options;
+
+/// What the generator did with one object.
+pub struct Outcome {
+    pub ops: Vec<Op>,
+    /// Whether anything is injected (else the patch only pins what makes it a non-target).
+    pub injected: bool,
+    /// One line per injected pod or container, and one per thing left alone, for the header.
+    pub injected_lines: Vec<String>,
+    pub left_alone: Vec<String>,
+    /// Keys of ConfigMaps and Secrets the decision relied on.
+    pub source_pins: Vec<SourcePin>,
+    /// `--container` names that matched here.
+    pub named: BTreeSet<String>,
+    /// The object as kustomize will render it.
+    pub result: Value,
+}
+
+/// A container to inject into.
+struct Target {
+    /// The container; `None`: it is to be created (a v1beta1 component without `main`).
+    ptr: Option<Ptr>,
+    name: String,
+    why: String,
+    env: EnvPlace,
+    /// Other mount lists of the same container, with the field holding the path (a v1alpha1
+    /// service's `volumeMounts` use `mountPoint`).
+    more_mounts: Vec<(Ptr, &'static str)>,
+}
+
+/// A pod to inject into.
+struct Site {
+    pod: Ptr,
+    /// The list a created container goes into.
+    containers: Ptr,
+    what: String,
+    targets: Vec<Target>,
+}
+
+/// Plans the injection into `objects[index]`; `None` for kinds the generator does not handle.
+pub fn object(objects: &[Object], index: usize, opts: &Options) -> Result<Option<Outcome>, Error> {
+    let obj = &objects[index];
+    let Some(shape) = workloads::shape(&obj.id)? else { return Ok(None) };
+    if obj.doc.get("spec").and_then(Value::as_object).is_none() {
+        refuse!("{} has no spec", obj.id);
+    }
+    let mut plan = Plan::new(&obj.doc);
+    let mut out = Outcome {
+        ops: vec![],
+        injected: false,
+        injected_lines: vec![],
+        left_alone: vec![],
+        source_pins: vec![],
+        named: BTreeSet::new(),
+        result: Value::Null,
+    };
+    let sites = match shape {
+        Shape::PodSpec(pod) => pod_spec_sites(&mut plan, &obj.id.to_string(), &pod, opts, &mut out)?,
+        Shape::DgdServices => dgd_services(&mut plan, &mut out)?,
+        Shape::DgdComponents => dgd_components(&mut plan, &mut out)?,
+    };
+    let lookup = Lookup { objects, owner: &obj.id, assumed_absent: &opts.envfrom_without_ld_preload };
+    for site in sites {
+        let lines = inject(&mut plan, &site, opts, &lookup, &mut out.source_pins)?;
+        out.injected_lines.extend(lines);
+    }
+    out.injected = plan.injects();
+    out.result = plan.result().clone();
+    out.ops = plan.ops();
+    Ok(Some(out))
+}
+
+fn list<'v>(v: &'v Value, p: &Ptr, what: &str) -> Result<&'v [Value], Error> {
+    match p.get(v) {
+        None => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(Error::new(format!("{what}: {p} is not a list"))),
+    }
+}
+
+fn name_of(v: &Value) -> &str {
+    v.get("name").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods.
+fn pod_spec_sites(
+    plan: &mut Plan<'_>,
+    id: &str,
+    pod: &Ptr,
+    opts: &Options,
+    out: &mut Outcome,
+) -> Result<Vec<Site>, Error> {
+    let doc = plan.original();
+    if pod.get(doc).is_none() {
+        refuse!("{id} has no pod spec at {pod}");
+    }
+    let containers_ptr = pod.key("containers");
+    let containers = list(doc, &containers_ptr, id)?;
+    // The set of containers is exact: a container added later (perhaps with a GPU) fails the build.
+    plan.exact_list(&containers_ptr, "name");
+    let mut targets = Vec::new();
+    let mut others = Vec::new();
+    for (i, c) in containers.iter().enumerate() {
+        let name = name_of(c).to_string();
+        let named = opts.containers.contains(&name);
+        let why = match (gpu::gpu_resource(c), named) {
+            (Some(resource), _) => format!("uses {resource}"),
+            (None, true) => "named with --container".to_string(),
+            (None, false) => {
+                // Stays a non-target only while it asks for no GPU.
+                plan.pin(&containers_ptr.index(i).key("resources"));
+                others.push(format!("{id}: container {name} (no GPU)"));
+                continue;
+            }
+        };
+        if named {
+            out.named.insert(name.clone());
+        }
+        let c_ptr = containers_ptr.index(i);
+        targets.push(Target {
+            env: EnvPlace {
+                own: Some(c_ptr.key("env")),
+                inherited: vec![],
+                from: vec![FromRef::List(c_ptr.key("envFrom"))],
+            },
+            ptr: Some(c_ptr),
+            name,
+            why,
+            more_mounts: vec![],
+        });
+    }
+    if targets.is_empty() {
+        out.left_alone.push(format!("{id}: no container uses a GPU (name one with --container)"));
+        return Ok(vec![]);
+    }
+    out.left_alone.extend(others);
+    Ok(vec![Site { pod: pod.clone(), containers: containers_ptr, what: id.to_string(), targets }])
+}
+
+/// v1alpha1: every service whose componentType is a worker type, at `extraPodSpec`.
+fn dgd_services(plan: &mut Plan<'_>, out: &mut Outcome) -> Result<Vec<Site>, Error> {
+    let doc = plan.original();
+    let id = crate::stream::ObjectId::of(doc)?.to_string();
+    let services_ptr = Ptr::keys(&["spec", "services"]);
+    let Some(services) = services_ptr.get(doc).and_then(Value::as_object) else {
+        refuse!("{id} has no spec.services map");
+    };
+    plan.exact_map(&services_ptr);
+    let mut sites = Vec::new();
+    for (name, service) in services {
+        let s_ptr = services_ptr.key(name);
+        // A frontend that later becomes a worker fails the build instead of going without the shim.
+        plan.pin(&s_ptr.key("componentType"));
+        let ctype = service.get("componentType").and_then(Value::as_str).unwrap_or("");
+        if !WORKER_TYPES.contains(&ctype) {
+            out.left_alone
+                .push(format!("{id}: service {name} ({})", if ctype.is_empty() { "no componentType" } else { ctype }));
+            continue;
+        }
+        let pod = s_ptr.key("extraPodSpec");
+        let main = pod.key("mainContainer");
+        sites.push(Site {
+            pod: pod.clone(),
+            containers: pod.key("containers"),
+            what: format!("{id}: service {name} ({ctype})"),
+            targets: vec![Target {
+                env: EnvPlace {
+                    own: Some(main.key("env")),
+                    inherited: vec![(s_ptr.key("envs"), "service envs"), (Ptr::keys(&["spec", "envs"]), "graph envs")],
+                    from: vec![FromRef::List(main.key("envFrom")), FromRef::DgdSecret(s_ptr.key("envFromSecret"))],
+                },
+                ptr: Some(main),
+                name: "mainContainer".into(),
+                why: String::new(),
+                more_mounts: vec![(s_ptr.key("volumeMounts"), "mountPoint")],
+            }],
+        });
+    }
+    Ok(sites)
+}
+
+/// v1beta1: every component whose type is a worker type, at `podTemplate.spec`, container `main`.
+fn dgd_components(plan: &mut Plan<'_>, out: &mut Outcome) -> Result<Vec<Site>, Error> {
+    let doc = plan.original();
+    let id = crate::stream::ObjectId::of(doc)?.to_string();
+    let comps_ptr = Ptr::keys(&["spec", "components"]);
+    let comps = list(doc, &comps_ptr, &id)?;
+    if comps.is_empty() {
+        refuse!("{id} has no spec.components");
+    }
+    plan.exact_list(&comps_ptr, "name");
+    let mut sites = Vec::new();
+    for (i, comp) in comps.iter().enumerate() {
+        let name = name_of(comp);
+        let c_ptr = comps_ptr.index(i);
+        plan.pin(&c_ptr.key("type"));
+        let ctype = comp.get("type").and_then(Value::as_str).unwrap_or("");
+        if !WORKER_TYPES.contains(&ctype) {
+            out.left_alone
+                .push(format!("{id}: component {name} ({})", if ctype.is_empty() { "no type" } else { ctype }));
+            continue;
+        }
+        let pod = c_ptr.key("podTemplate").key("spec");
+        let containers_ptr = pod.key("containers");
+        let containers = list(doc, &containers_ptr, &id)?;
+        plan.exact_list(&containers_ptr, "name");
+        let mains: Vec<usize> =
+            containers.iter().enumerate().filter(|(_, c)| name_of(c) == "main").map(|(j, _)| j).collect();
+        if mains.len() > 1 {
+            refuse!("{id}: component {name} has {} containers named main", mains.len());
+        }
+        let main = mains.first().map(|j| containers_ptr.index(*j));
+        let graph_env = vec![(Ptr::keys(&["spec", "env"]), "graph env")];
+        let env = match &main {
+            Some(m) => {
+                EnvPlace { own: Some(m.key("env")), inherited: graph_env, from: vec![FromRef::List(m.key("envFrom"))] }
+            }
+            // Created here; the operator merges it into its own main container by name.
+            None => EnvPlace { own: None, inherited: graph_env, from: vec![] },
+        };
+        sites.push(Site {
+            pod: pod.clone(),
+            containers: containers_ptr,
+            what: format!("{id}: component {name} ({ctype})"),
+            targets: vec![Target {
+                why: if main.is_none() {
+                    "created: the operator merges it into its main container".into()
+                } else {
+                    String::new()
+                },
+                ptr: main,
+                name: "main".into(),
+                env,
+                more_mounts: vec![],
+            }],
+        });
+    }
+    Ok(sites)
+}
+
+/// The init container that copies the shim into the emptyDir.
+fn init_container(image: &str) -> Value {
+    let small = [("cpu".to_string(), Quantity("50m".into())), ("memory".to_string(), Quantity("32Mi".into()))];
+    let c = Container {
+        name: INIT_CONTAINER.into(),
+        image: Some(image.into()),
+        // The image's entrypoint is the helper; `install` copies the shim beside it atomically.
+        args: Some(vec!["install".into(), SHIM_DIR.into()]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: SHIM_VOLUME.into(),
+            mount_path: SHIM_DIR.into(),
+            ..Default::default()
+        }]),
+        // requests == limits: a Guaranteed-QoS GPU pod stays Guaranteed.
+        resources: Some(ResourceRequirements {
+            requests: Some(small.clone().into()),
+            limits: Some(small.into()),
+            ..Default::default()
+        }),
+        // Passes the Pod Security "restricted" level on its own.
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(IMAGE_UID),
+            run_as_group: Some(IMAGE_UID),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    serde_json::to_value(c).expect("serializable")
+}
+
+fn volumes(toggle: bool) -> Vec<Value> {
+    let mut v = vec![Volume {
+        name: SHIM_VOLUME.into(),
+        empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(Quantity(SHIM_VOLUME_SIZE.into())), medium: None }),
+        ..Default::default()
+    }];
+    if toggle {
+        v.push(Volume {
+            name: TOGGLE_VOLUME.into(),
+            host_path: Some(HostPathVolumeSource { path: HOST_DIR.into(), type_: Some("DirectoryOrCreate".into()) }),
+            ..Default::default()
+        });
+    }
+    v.into_iter().map(|v| serde_json::to_value(v).expect("serializable")).collect()
+}
+
+fn mounts(toggle: bool) -> Vec<Value> {
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        // Workers only read: the shim, and the toggle file that the fault layer writes.
+        read_only: Some(true),
+        ..Default::default()
+    };
+    let mut m = vec![mount(SHIM_VOLUME, SHIM_DIR)];
+    if toggle {
+        m.push(mount(TOGGLE_VOLUME, TOGGLE_DIR));
+    }
+    m.into_iter().map(|m| serde_json::to_value(m).expect("serializable")).collect()
+}
+
+fn env_var(name: &str, value: &str) -> Value {
+    serde_json::to_value(EnvVar { name: name.into(), value: Some(value.into()), value_from: None })
+        .expect("serializable")
+}
+
+/// Refuses a pod that already uses one of our names or mount paths.
+fn collisions(doc: &Value, site: &Site) -> Result<(), Error> {
+    let what = &site.what;
+    for key in ["initContainers", "containers"] {
+        for c in list(doc, &site.pod.key(key), what)? {
+            if name_of(c) == INIT_CONTAINER {
+                refuse!("{what} already has a container named {INIT_CONTAINER} (was the input already injected? generate from the workload without the cuda-fault Component)");
+            }
+        }
+    }
+    for v in list(doc, &site.pod.key("volumes"), what)? {
+        let name = name_of(v);
+        if [SHIM_VOLUME, TOGGLE_VOLUME].contains(&name) {
+            refuse!("{what} already has a volume named {name}, which the injection uses; rename yours (nothing of the user's is ever replaced)");
+        }
+    }
+    for t in &site.targets {
+        let Some(c) = &t.ptr else { continue };
+        let mut lists = vec![(c.key("volumeMounts"), "mountPath")];
+        lists.extend(t.more_mounts.iter().cloned());
+        for (p, field) in lists {
+            for m in list(doc, &p, what)? {
+                let path = m.get(field).and_then(Value::as_str).unwrap_or("").trim_end_matches('/');
+                let name = name_of(m);
+                if [SHIM_VOLUME, TOGGLE_VOLUME].contains(&name) || [SHIM_DIR, TOGGLE_DIR].contains(&path) {
+                    refuse!(
+                        "{what}: container {} already mounts {} at {}, which the injection uses; move yours",
+                        t.name,
+                        if name.is_empty() { "a volume" } else { name },
+                        path
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Injects into one pod; returns the header lines.
+fn inject(
+    plan: &mut Plan<'_>,
+    site: &Site,
+    opts: &Options,
+    lookup: &Lookup<'_>,
+    pins: &mut Vec<SourcePin>,
+) -> Result<Vec<String>, Error> {
+    collisions(plan.original(), site)?;
+    let mut ours = vec![ENV_PRELOAD];
+    if opts.faults_from_start.is_some() {
+        ours.extend([ENV_ENABLED, ENV_XID]);
+    }
+    let mut lines = Vec::new();
+    for t in &site.targets {
+        let what = format!("{}: container {}", site.what, t.name);
+        let preload = env::resolve(plan, &t.env, &ours, lookup, &what, pins)?;
+        let value =
+            if preload.theirs.is_empty() { PRELOAD.to_string() } else { format!("{PRELOAD}:{}", preload.theirs) };
+        let mut new_env = Vec::new();
+        match preload.own_index {
+            Some(i) => {
+                let own = t.env.own.as_ref().expect("an index in the container's own env");
+                plan.replace(&own.index(i).key("value"), json!(value))
+            }
+            None => new_env.push(env_var(ENV_PRELOAD, &value)),
+        }
+        if let Some(xid) = opts.faults_from_start {
+            new_env.push(env_var(ENV_ENABLED, "1"));
+            new_env.push(env_var(ENV_XID, &xid.to_string()));
+        }
+        match &t.ptr {
+            Some(c) => {
+                for e in new_env {
+                    plan.append(&c.key("env"), e)?;
+                }
+                for m in mounts(opts.toggle) {
+                    plan.append(&c.key("volumeMounts"), m)?;
+                }
+            }
+            None => plan.append(
+                &site.containers,
+                json!({"name": t.name, "env": new_env, "volumeMounts": mounts(opts.toggle)}),
+            )?,
+        }
+        let kept = match &preload.source {
+            Some(source) if !preload.theirs.is_empty() => {
+                format!("; LD_PRELOAD keeps {} from {source} after the shim", preload.theirs)
+            }
+            _ => String::new(),
+        };
+        let why = if t.why.is_empty() { String::new() } else { format!(" ({})", t.why) };
+        lines.push(format!("{what}{why}{kept}"));
+    }
+    plan.append(&site.pod.key("initContainers"), init_container(&opts.image))?;
+    for v in volumes(opts.toggle) {
+        plan.append(&site.pod.key("volumes"), v)?;
+    }
+    if let Some(p) = &opts.pin {
+        pin::node(plan, &site.pod, p, &site.what)?;
+    }
+    Ok(lines)
+}

@@ -1,0 +1,205 @@
+//! `cuda-fault-kustomize`: writes the kustomize Component that loads the cuda-fault shim into a
+//! user's own workloads, from the workloads as `kubectl kustomize` renders them, and the per-XID
+//! fault overlays of this repository.
+//!
+//! The Component is one file of JSON6902 patches (see [`patch`] for their blocks) plus
+//! `replacements` guards ([`component::guards`]): every change is exact (by index, checked with
+//! `test` operations), adds only, and fails the build loudly when the base no longer matches what
+//! the generator saw. See `kustomize/README.md`.
+
+#![deny(unsafe_code)]
+
+pub mod component;
+pub mod env;
+pub mod error;
+pub mod gpu;
+pub mod hashed;
+pub mod inject;
+pub mod layout;
+pub mod overlays;
+pub mod patch;
+pub mod pin;
+pub mod ptr;
+pub mod stream;
+pub mod workloads;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::component::{Component, Patch};
+use crate::env::SourcePin;
+use crate::error::{refuse, Error};
+use crate::layout::STALE;
+use crate::patch::Op;
+use crate::pin::NodePin;
+use crate::ptr::Ptr;
+use crate::stream::ObjectId;
+
+/// What `generate` is asked for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The init container's image.
+    pub image: String,
+    /// Containers to inject into although they ask for no GPU.
+    pub containers: Vec<String>,
+    /// ConfigMaps and Secrets outside the input that the user says set no variable of ours.
+    pub envfrom_without_ld_preload: Vec<String>,
+    /// Faults on from process start with this XID (`CUDA_FAULT_INJECTION_ENABLED="1"`).
+    pub faults_from_start: Option<u32>,
+    /// Mount the node's toggle directory (hostPath); off with `--no-toggle`.
+    pub toggle: bool,
+    pub pin: Option<NodePin>,
+    /// The command that regenerates the file, for its header.
+    pub command: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            image: layout::DEFAULT_IMAGE.into(),
+            containers: vec![],
+            envfrom_without_ld_preload: vec![],
+            faults_from_start: None,
+            toggle: true,
+            pin: None,
+            command: "cuda-fault-kustomize generate".into(),
+        }
+    }
+}
+
+/// The generated file and what it will do.
+pub struct Generated {
+    pub text: String,
+    /// Every object the Component patches, as kustomize will render it.
+    pub results: Vec<(ObjectId, Value)>,
+    /// Things worth a line on stderr.
+    pub warnings: Vec<String>,
+}
+
+/// Generates the Component for the rendered stream `input`.
+pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
+    if let Some(xid) = opts.faults_from_start {
+        if xid_table::find(xid).is_none() {
+            refuse!("--faults-from-start {xid}: unknown XID; supported: {}", xid_table::supported_list());
+        }
+    }
+    let objects = stream::parse(input)?;
+    let mut patches = Vec::new();
+    let mut results = Vec::new();
+    let mut seen = Vec::new();
+    let (mut injected, mut left_alone) = (Vec::new(), Vec::new());
+    let mut named = BTreeSet::new();
+    let mut source_pins: BTreeSet<SourcePin> = BTreeSet::new();
+    let mut first_injected: Option<ObjectId> = None;
+    for (i, obj) in objects.iter().enumerate() {
+        let Some(outcome) = inject::object(&objects, i, opts)? else { continue };
+        seen.push(obj.id.clone());
+        injected.extend(outcome.injected_lines);
+        left_alone.extend(outcome.left_alone);
+        named.extend(outcome.named);
+        source_pins.extend(outcome.source_pins);
+        if outcome.injected && first_injected.is_none() {
+            first_injected = Some(obj.id.clone());
+        }
+        if !outcome.ops.is_empty() {
+            patches.push(Patch { target: component::target(&obj.id), patch: component::patch_text(&outcome.ops) });
+            results.push((obj.id.clone(), outcome.result));
+        }
+    }
+    for name in &opts.containers {
+        if !named.contains(name) {
+            refuse!("--container {name} matches no container of a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or Pod in the input");
+        }
+    }
+    let Some(source) = first_injected else {
+        refuse!("found nothing to inject into: no container of a supported workload uses a GPU and no DynamoGraphDeployment has a worker; name containers with --container NAME");
+    };
+    let mut by_object: BTreeMap<usize, Vec<SourcePin>> = BTreeMap::new();
+    for p in source_pins {
+        by_object.entry(p.object).or_default().push(p);
+    }
+    for (index, pins) in by_object {
+        let obj = &objects[index];
+        patches.push(Patch {
+            target: component::target(&obj.id),
+            patch: component::patch_text(&source_ops(&obj.doc, &pins)),
+        });
+    }
+    let component = Component {
+        api_version: "kustomize.config.k8s.io/v1alpha1",
+        kind: "Component",
+        patches,
+        replacements: vec![component::guards(&seen, &source)],
+    };
+    let mut warnings = Vec::new();
+    if !opts.toggle && opts.faults_from_start.is_none() {
+        warnings.push(
+            "warning: --no-toggle without --faults-from-start loads a shim that nothing can turn on (useful only to measure its overhead)"
+                .to_string(),
+        );
+    }
+    let text = component::render(&header(opts, &injected, &left_alone), &component);
+    Ok(Generated { text, results, warnings })
+}
+
+/// Pins the keys of a ConfigMap or Secret that an `envFrom` decision relied on.
+fn source_ops(doc: &Value, pins: &[SourcePin]) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut fields: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for p in pins {
+        fields.entry(p.field).or_default().push(&p.key);
+    }
+    for (field, keys) in fields {
+        let f = Ptr::keys(&[field]);
+        match f.get(doc) {
+            None => ops.push(Op::test(&f, Value::Null)),
+            Some(map) => {
+                let scratch = Ptr::keys(&[STALE]);
+                ops.push(Op::copy(&f, &scratch));
+                for key in keys {
+                    ops.push(Op::test(&scratch.key(key), map.get(key).cloned().unwrap_or(Value::Null)));
+                }
+                ops.push(Op::remove(&scratch));
+            }
+        }
+    }
+    ops
+}
+
+fn header(opts: &Options, injected: &[String], left_alone: &[String]) -> Vec<String> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut h = vec![
+        format!("Loads the cuda-fault shim into the containers listed below. Generated by cuda-fault-kustomize {version}; do not"),
+        "edit. Regenerate whenever the base changes (the build fails, naming".to_string(),
+        format!("{STALE}, until you do):"),
+        format!("  kubectl kustomize <your base> | {} > <this directory>/kustomization.yaml", opts.command),
+        "Use it from an overlay of your own:".to_string(),
+        "  resources: [<your base>]".to_string(),
+        "  components: [<this directory>]".to_string(),
+        String::new(),
+    ];
+    h.push(match opts.faults_from_start {
+        None => "Faults: off (passthrough) until the node's toggle file turns them on: kubectl apply -k kustomize/xidNN, or cuda-fault node NODE enable.".into(),
+        Some(x) => format!("Faults: on from process start, XID {x} (--faults-from-start){}.", if opts.toggle { "; the node's toggle file can still switch them" } else { "" }),
+    });
+    if !opts.toggle {
+        h.push("No toggle: the node's /var/lib/cuda-fault-test is not mounted (--no-toggle).".into());
+    }
+    h.push(format!("Init container image: {}", opts.image));
+    if let Some(p) = &opts.pin {
+        h.push(format!(
+            "Node pin: {} ({})",
+            p.node,
+            if p.mode == pin::Mode::Required { "required" } else { "preferred" }
+        ));
+    }
+    h.push(String::new());
+    h.push("Injected:".into());
+    h.extend(injected.iter().map(|l| format!("  {l}")));
+    if !left_alone.is_empty() {
+        h.push("Left alone:".into());
+        h.extend(left_alone.iter().map(|l| format!("  {l}")));
+    }
+    h
+}
