@@ -1,7 +1,13 @@
 /* Toggle reaction: THREADS threads call cudaStreamQuery in a loop (64 threads on 2 cores is a
  * loaded machine); the main thread flips the toggle file (atomic rename, as the cuda-fault helper
- * writes it) and records, for each flip, how long until the LAST thread saw the new state.
- * Prints "p50 p99 max" in milliseconds over the flips. */
+ * writes it) FLIPS times.
+ *
+ * The file cycles through three states ("0", "1 48", "1 79"), so every return code names the
+ * state a call saw (0, 214, 100). For each flip it records how long after the write completed
+ * a call could still START and see the previous state: the latest start time, over all threads,
+ * of such a call. That is the window in which the file and the process disagree. (How long until
+ * every thread has made a call at all is the scheduler's business, not the shim's: 64 busy
+ * threads take turns on the cores.) Prints "p50 p99 max" of that window in milliseconds. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
@@ -15,12 +21,16 @@
 int cudaStreamQuery(void *stream);
 
 #define MAX_THREADS 256
+#define MAX_FLIPS 4096
 static atomic_int stop;
-static atomic_int target; /* 1: the file says on */
-static atomic_int flip;   /* number of the current flip */
-/* Per thread: the last flip it saw take effect, and when (ms). */
-static atomic_int seen_flip[MAX_THREADS];
-static _Atomic double seen_at[MAX_THREADS];
+static atomic_int flip; /* the current flip; the file holds state flip % 3 */
+static const int CODE[3] = {0, 214, 100};
+static const char *TEXT[3] = {"0\n", "1 48\n", "1 79\n"};
+static _Atomic double written_at[MAX_FLIPS + 1];
+/* Per flip and thread: the latest start (ms after the write) of a call that saw the old state. */
+static double stale[MAX_FLIPS + 1][MAX_THREADS];
+/* Per thread: the last flip it saw take effect. */
+static atomic_int seen[MAX_THREADS];
 
 static double now_ms(void) {
     struct timespec t;
@@ -32,10 +42,15 @@ static void *loop(void *arg) {
     long id = (long)arg;
     while (!atomic_load(&stop)) {
         int f = atomic_load(&flip);
-        int on = cudaStreamQuery(0) != 0;
-        if (on == atomic_load(&target) && atomic_load(&seen_flip[id]) != f) {
-            atomic_store(&seen_at[id], now_ms());
-            atomic_store(&seen_flip[id], f);
+        double start = now_ms();
+        int code = cudaStreamQuery(0);
+        /* A flip published during the call makes it ambiguous: skip it. */
+        if (f == 0 || atomic_load(&flip) != f) continue;
+        if (code == CODE[f % 3]) {
+            atomic_store(&seen[id], f);
+        } else if (code == CODE[(f + 2) % 3]) {
+            double late = start - atomic_load(&written_at[f]);
+            if (late > stale[f][id]) stale[f][id] = late;
         }
     }
     return 0;
@@ -59,32 +74,33 @@ int main(int argc, char **argv) {
     const char *path = argv[1];
     int flips = argc > 2 ? atoi(argv[2]) : 40;
     int threads = argc > 3 ? atoi(argv[3]) : 1;
-    if (threads < 1 || threads > MAX_THREADS) return 2;
-    double *lat = calloc(flips, sizeof *lat);
+    if (threads < 1 || threads > MAX_THREADS || flips < 1 || flips > MAX_FLIPS) return 2;
+    double *lag = calloc(flips, sizeof *lag);
     write_toggle(path, "0\n");
     pthread_t t[MAX_THREADS];
     for (long i = 0; i < threads; i++) pthread_create(&t[i], 0, loop, (void *)i);
     usleep(50000);
-    for (int i = 0; i < flips; i++) {
-        int want = (i % 2 == 0);
+    for (int i = 1; i <= flips; i++) {
         usleep(3000 + (rand() % 7000)); /* land at a random point of the poll interval */
-        atomic_store(&target, want);
-        atomic_store(&flip, i + 1);
+        write_toggle(path, TEXT[i % 3]);
+        /* Published after the rename: a call that reads flip i started after the write. */
+        atomic_store(&written_at[i], now_ms());
+        atomic_store(&flip, i);
+        /* Every thread must have seen this flip before the next one. */
         double t0 = now_ms();
-        write_toggle(path, want ? "1\n" : "0\n");
         for (int k = 0; k < threads; k++) {
-            while (atomic_load(&seen_flip[k]) != i + 1) {
+            while (atomic_load(&seen[k]) != i) {
                 if (now_ms() - t0 > 10000) { fprintf(stderr, "no reaction within 10 s\n"); return 1; }
                 sched_yield();
             }
         }
-        double last = t0;
-        for (int k = 0; k < threads; k++) if (atomic_load(&seen_at[k]) > last) last = atomic_load(&seen_at[k]);
-        lat[i] = last - t0;
     }
     atomic_store(&stop, 1);
     for (int i = 0; i < threads; i++) pthread_join(t[i], 0);
-    qsort(lat, flips, sizeof *lat, cmp);
-    printf("%.2f %.2f %.2f\n", lat[flips / 2], lat[(flips * 99) / 100], lat[flips - 1]);
+    for (int i = 1; i <= flips; i++)
+        for (int k = 0; k < threads; k++)
+            if (stale[i][k] > lag[i - 1]) lag[i - 1] = stale[i][k];
+    qsort(lag, flips, sizeof *lag, cmp);
+    printf("%.2f %.2f %.2f\n", lag[flips / 2], lag[(flips * 99) / 100], lag[flips - 1]);
     return 0;
 }
