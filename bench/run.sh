@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks, side by side in one run: ns per call with faults off (direct call, through the
 # shim's runtime export, through a driver trampoline from cuGetProcAddress_v2, through the dlsym
-# override) against the seed's design (toggle file read + dlsym on every call); the cost of one
+# override) against the original Dynamo tool's design (toggle file read + dlsym on every call); the
+# cost of one
 # dlsym lookup; toggle reaction; process start-up cost of the preload.
 # Usage: bench/run.sh            (builds the shim in release mode first)
 set -euo pipefail
@@ -13,7 +14,7 @@ trap 'rm -rf "$W"' EXIT
 CFLAGS="-O2 -Wall -Wextra -Werror"
 gcc $CFLAGS -shared -fPIC -Wl,-soname,libcudart.so.12 -o "$W/libcudart.so.12" bench/fake_target.c
 gcc $CFLAGS -shared -fPIC -DFAKE_DRIVER -Wl,-soname,libcuda.so.1 -o "$W/libcuda.so.1" bench/fake_target.c
-gcc $CFLAGS -shared -fPIC -o "$W/seed_shim.so" bench/seed_shim.c -ldl
+gcc $CFLAGS -shared -fPIC -o "$W/original_shim.so" bench/original_shim.c -ldl
 gcc $CFLAGS -o "$W/bench" bench/bench.c "$W/libcudart.so.12" -ldl -Wl,-rpath,"$W"
 gcc $CFLAGS -pthread -o "$W/reaction" bench/reaction.c "$W/libcudart.so.12" -Wl,-rpath,"$W"
 export LD_LIBRARY_PATH=$W
@@ -28,11 +29,11 @@ dls=$(run env LD_PRELOAD="$SHIM" "$W/bench" dlsym)
 lookup_direct=$(run "$W/bench" lookup 2000000)
 lookup_shim=$(run env LD_PRELOAD="$SHIM" "$W/bench" lookup 2000000)
 mkdir -p /host-fault 2>/dev/null || true
-seed_absent=$(env LD_PRELOAD="$W/seed_shim.so" "$W/bench" runtime 200000)
-seed_present=NA
+orig_absent=$(env LD_PRELOAD="$W/original_shim.so" "$W/bench" runtime 200000)
+orig_present=NA
 if [ -w /host-fault ] && [ ! -e /host-fault/cuda_fault_enabled ]; then
   echo 0 > /host-fault/cuda_fault_enabled
-  seed_present=$(env LD_PRELOAD="$W/seed_shim.so" "$W/bench" runtime 200000)
+  orig_present=$(env LD_PRELOAD="$W/original_shim.so" "$W/bench" runtime 200000)
   rm -f /host-fault/cuda_fault_enabled
 fi
 read -r react_med _ react_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40 1)
@@ -96,8 +97,8 @@ echo "| shim runtime export (\`cudaStreamQuery\`) | $shim | $(plus "$shim" "$dir
 echo "| direct driver pointer from \`cuGetProcAddress_v2\` (no shim) | $driver_direct | |"
 echo "| shim trampoline from \`cuGetProcAddress_v2\` | $gpa | $(plus "$gpa" "$driver_direct") ns |"
 echo "| shim trampoline from \`dlsym(libcuda, …)\` | $dls | $(plus "$dls" "$driver_direct") ns |"
-echo "| seed design, toggle file absent | $seed_absent | $(ratio "$seed_absent" "$shim")× the shim |"
-echo "| seed design, toggle file present | $seed_present | $(ratio "$seed_present" "$shim")× the shim |"
+echo "| original Dynamo tool (file read + \`dlsym\` on every call), toggle file absent | $orig_absent | $(ratio "$orig_absent" "$shim")× the shim |"
+echo "| original Dynamo tool, toggle file present | $orig_present | $(ratio "$orig_present" "$shim")× the shim |"
 echo
 echo "| Other | value |"
 echo "|---|---|"

@@ -1,4 +1,4 @@
-//! Issue 3: faults every CUDA consumer sees: the real NVIDIA runtime (shared 12 and 13, static
+//! Faults every CUDA consumer sees: the real NVIDIA runtime (shared 12 and 13, static
 //! 12) on the fake driver, programs that reach the driver through dlopen + dlsym or -lcuda, NVML
 //! (linked, dlopen, and the real pynvml), dlsym correctness, and cuGetProcAddress coverage.
 

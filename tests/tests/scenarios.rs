@@ -1,4 +1,4 @@
-//! Issue 7: fault scenarios beyond on/off: one GPU of many (ordinals and UUIDs, runtime, driver,
+//! Fault scenarios beyond on/off: one GPU of many (ordinals and UUIDs, runtime, driver,
 //! NVML), delayed faults (after N calls, after T ms), hang mode, sticky faults, and the same
 //! settings through the toggle file, including every malformed form.
 

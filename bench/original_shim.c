@@ -1,5 +1,6 @@
-/* The seed design, reproduced as a baseline: on every call, open and read the toggle file (then
- * the fallback file when absent), and look the real function up with dlsym(RTLD_NEXT). */
+/* The original Dynamo fault-injection tool's design, reproduced as a baseline: on every call,
+ * open and read the toggle file (then the fallback file when absent), and look the real function
+ * up with dlsym(RTLD_NEXT). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdio.h>
