@@ -28,7 +28,7 @@ fn identity(fd: i32) -> Option<(u64, u64)> {
     // The field types of `struct stat` differ between targets; the casts are not all no-ops.
     #[allow(clippy::unnecessary_cast)]
     // SAFETY: as above.
-    (unsafe { libc::fstat(fd, &mut st) } == 0).then(|| (st.st_dev as u64, st.st_ino as u64))
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Remembers what fd 2 is (the constructor calls this, before `main`).

@@ -61,11 +61,12 @@ const HAS_COUNT: u64 = 1 << 4;
 fn encode(p: &Plan) -> [u64; WORDS] {
     let mut w = [0u64; WORDS];
     let d = p.devices.unwrap_or_default();
-    w[0] = u64::from(p.devices.is_some()) * HAS_DEVICES
-        | u64::from(p.functions.is_some()) * HAS_FUNCTIONS
-        | u64::from(p.hang) * HANG
-        | u64::from(p.sticky) * STICKY
-        | u64::from(p.count.is_some()) * HAS_COUNT;
+    let bit = |on: bool, b: u64| if on { b } else { 0 };
+    w[0] = bit(p.devices.is_some(), HAS_DEVICES)
+        | bit(p.functions.is_some(), HAS_FUNCTIONS)
+        | bit(p.hang, HANG)
+        | bit(p.sticky, STICKY)
+        | bit(p.count.is_some(), HAS_COUNT);
     w[1] = p.after_calls;
     w[2] = p.after_ms;
     w[3] = p.percent.map_or(0, |x| u64::from(x.micros()));

@@ -305,13 +305,13 @@ fn cu_get_proc_address_hands_out_one_trampoline_per_name_version_and_stream_mode
     assert_eq!(addrs[2], addrs[4], "a repeated request must get the same trampoline");
     assert_eq!(addrs[3], addrs[5], "v1 and v2 lookups of one binding share a trampoline");
     assert_eq!(
-        (field(&s[6], 5), field(&s[6], 6)),
+        (field(s[6], 5), field(s[6], 6)),
         ("cuGetProcAddress".into(), "libcuda_intercept.so".into()),
         "{}",
         s[6]
     );
     assert_eq!(
-        (field(&s[7], 5), field(&s[7], 6)),
+        (field(s[7], 5), field(s[7], 6)),
         ("cuGetProcAddress_v2".into(), "libcuda_intercept.so".into()),
         "{}",
         s[7]

@@ -104,8 +104,17 @@ fn the_shipped_shim_loads_into_a_musl_program_and_stays_out_of_its_way() {
         assert_eq!((r.status, r.stdout.as_str(), r.stderr.as_str()), (0, bare.stdout.as_str(), ""), "{}", r.describe());
     }
     // And it still loads into glibc processes without the loader entry: one CUDA call faults.
-    let r = run(&fixture("workload"), &["1"], &[("LD_PRELOAD", shim.as_str()), ("CUDA_FAULT_INJECTION_ENABLED", "1"),
-        ("CUDA_FAULT_TOGGLE_FILE", "/nonexistent/toggle")], false, T);
+    let r = run(
+        &fixture("workload"),
+        &["1"],
+        &[
+            ("LD_PRELOAD", shim.as_str()),
+            ("CUDA_FAULT_INJECTION_ENABLED", "1"),
+            ("CUDA_FAULT_TOGGLE_FILE", "/nonexistent/toggle"),
+        ],
+        false,
+        T,
+    );
     assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{}", r.describe());
 }
 

@@ -16,13 +16,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cuda_fault_tests::containers::{
-    build_worker, walk, Cluster, Podman, RemoveOnDrop, EMPTYDIR, HOSTPATH, LOCKED_DOWN, TOGGLE,
+    build_worker, walk, Cluster, Podman, EMPTYDIR, HOSTPATH, LOCKED_DOWN, TOGGLE,
 };
 use cuda_fault_tests::{fixture, run_image_build, scratch_dir, Run};
 #[test]
 fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() {
     let scratch = scratch_dir("image");
-    let _remove_scratch = RemoveOnDrop(scratch.clone());
+    // `scratch` (and the podman store inside it) is removed when it goes out of scope.
     let podman = Podman::new(&scratch.join("podman"));
     let id = std::process::id();
 

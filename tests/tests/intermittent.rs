@@ -110,11 +110,21 @@ fn functions_and_families_fault_only_what_they_name() {
     // its return value is ignored, and the check after it (PyTorch's cudaGetLastError) reports.
     for launch in ["cudaLaunchKernel", "cuLaunchKernel"] {
         let r = workload(launch);
-        assert_eq!(r.lines(), ["devices 2", "FAIL cudaGetLastError cudaErrorECCUncorrectable 214"], "{launch}: {}", r.describe());
+        assert_eq!(
+            r.lines(),
+            ["devices 2", "FAIL cudaGetLastError cudaErrorECCUncorrectable 214"],
+            "{launch}: {}",
+            r.describe()
+        );
     }
     for alloc in ["cudaMalloc", "cuMemcpy3D,@alloc"] {
         let r = workload(alloc);
-        assert_eq!(r.lines(), ["devices 2", "FAIL cudaMalloc cudaErrorECCUncorrectable 214"], "{alloc}: {}", r.describe());
+        assert_eq!(
+            r.lines(),
+            ["devices 2", "FAIL cudaMalloc cudaErrorECCUncorrectable 214"],
+            "{alloc}: {}",
+            r.describe()
+        );
     }
     // Functions the workload never calls: it runs clean, though faults are on.
     let r = workload("cuMemcpy3D,cudaMallocManaged");

@@ -13,7 +13,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::containers::{build_worker, Cluster, Podman, RemoveOnDrop};
+use cuda_fault_tests::containers::{build_worker, Cluster, Podman};
 use cuda_fault_tests::{finish, fixture, run_image_build, scratch_dir, shipped, Run};
 
 fn assert_serves(r: &Run, when: &str) {
@@ -24,7 +24,7 @@ fn assert_serves(r: &Run, when: &str) {
 #[test]
 fn a_faulty_node_crash_loops_its_worker_until_cordoned_and_recovers_when_cleaned() {
     let scratch = scratch_dir("story");
-    let _remove = RemoveOnDrop(scratch.clone());
+    // `scratch` (and the podman store inside it) is removed when it goes out of scope.
     let podman = Podman::new(&scratch.join("podman"));
     let archive = scratch.join("cuda-fault.tar");
     let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);

@@ -297,9 +297,7 @@ fn an_unreadable_toggle_file_turns_faults_off_with_one_warning() {
     let lines = shim_lines(&r.stderr);
     assert_eq!(
         lines,
-        [format!(
-            "[cuda-fault] toggle file {f} is not a readable regular file; faults off"
-        )],
+        [format!("[cuda-fault] toggle file {f} is not a readable regular file; faults off")],
         "{}",
         r.describe()
     );
@@ -444,7 +442,7 @@ fn a_toggle_replaced_by_rename_mid_read_is_always_read_whole() {
         std::thread::spawn(move || {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                write_atomic(&file, if i % 2 == 0 { b"1 74\n" } else { b"0\n" });
+                write_atomic(&file, if i.is_multiple_of(2) { b"1 74\n" } else { b"0\n" });
                 i += 1;
             }
             i

@@ -293,6 +293,8 @@ impl fmt::Display for Scenario {
 }
 
 /// What a toggle file says.
+// No allocation (the shim parses inside CUDA processes), so no Box: the value lives on the stack.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Line {
     /// `0`: faults off, whatever the environment says.
