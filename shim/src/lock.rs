@@ -5,6 +5,8 @@
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
+use crate::once::me;
+
 const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
@@ -16,11 +18,6 @@ pub struct Lock {
 }
 
 pub struct Guard<'a>(&'a Lock);
-
-fn me() -> usize {
-    // SAFETY: pthread_self has no preconditions and is async-signal-safe.
-    unsafe { libc::pthread_self() as usize }
-}
 
 fn futex(word: &AtomicU32, op: i32, val: u32, timeout: *const libc::timespec) {
     // SAFETY: word is a live, aligned u32; FUTEX_WAIT/WAKE_PRIVATE read it and may sleep.

@@ -17,7 +17,8 @@ pub struct Once {
     owner: AtomicUsize,
 }
 
-fn me() -> usize {
+/// The calling thread, as an owner to compare (`pthread_self`, async-signal-safe).
+pub fn me() -> usize {
     // SAFETY: pthread_self has no preconditions and is async-signal-safe.
     unsafe { libc::pthread_self() as usize }
 }

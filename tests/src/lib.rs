@@ -154,11 +154,7 @@ impl Run {
         format!(
             "status {}{}\n--- stdout ---\n{}--- stderr ---\n{}",
             self.status,
-            if self.timed_out {
-                " (timed out, killed)"
-            } else {
-                ""
-            },
+            if self.timed_out { " (timed out, killed)" } else { "" },
             self.stdout,
             self.stderr
         )
@@ -197,13 +193,7 @@ pub fn command(program: &Path, args: &[&str], env: &[(&str, &str)], preload: boo
 
 /// Runs a program to completion (see [`command`] for its environment), killing it when
 /// `timeout` runs out, and captures its output.
-pub fn run(
-    program: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-    preload: bool,
-    timeout: Duration,
-) -> Run {
+pub fn run(program: &Path, args: &[&str], env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
     finish(spawn(program, args, env, preload), timeout)
 }
 
@@ -253,9 +243,7 @@ pub fn finish(mut child: Child, timeout: Duration) -> Run {
 
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Runs `fixtures/pynvml_probe.py` (nvidia-ml-py against the fake libnvidia-ml.so.1) with
@@ -298,7 +286,8 @@ impl AsRef<Path> for Scratch {
 /// in some tests can reach it).
 pub fn scratch_dir(tag: &str) -> Scratch {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix(&format!("cuda-fault-test-{tag}-")).tempdir().expect("create scratch dir");
+    let dir =
+        tempfile::Builder::new().prefix(&format!("cuda-fault-test-{tag}-")).tempdir().expect("create scratch dir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod scratch dir");
     Scratch(dir)
 }
@@ -309,6 +298,19 @@ pub fn write_atomic(path: &Path, content: &[u8]) {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, content).expect("write temp toggle");
     std::fs::rename(&tmp, path).expect("rename toggle into place");
+}
+
+/// What `triton_like` (tests/fixtures/triton_like.c) prints when every driver call fails with
+/// `code`: the same on x86_64 and on aarch64.
+pub fn triton_like_faulted(code: u32) -> Vec<String> {
+    let c = code;
+    vec![
+        format!("cuInit {c}"),
+        format!("count error {c}"),
+        format!("ctx {c}"),
+        format!("launch {c}"),
+        "kernel not-run".into(),
+    ]
 }
 
 /// The stderr lines the shim printed.
@@ -421,11 +423,8 @@ pub fn shipped(arch: &str) -> Shipped {
     }
     let stage = tmp.join(format!("cuda-fault-test-{}-stage-{arch}", std::process::id()));
     let stage_str = stage.display().to_string();
-    let printed = run_image_build(
-        arch,
-        &[],
-        &[("CUDA_FAULT_IMAGE_STAGE_ONLY", "1"), ("CUDA_FAULT_IMAGE_STAGE_DIR", &stage_str)],
-    );
+    let printed =
+        run_image_build(arch, &[], &[("CUDA_FAULT_IMAGE_STAGE_ONLY", "1"), ("CUDA_FAULT_IMAGE_STAGE_DIR", &stage_str)]);
     assert_eq!(Path::new(&printed), stage, "build.sh printed {printed:?} as the staging directory");
     let found = Shipped { shim: stage.join("cuda_intercept.so"), helper: stage.join("cuda-fault") };
     for file in [&found.shim, &found.helper] {

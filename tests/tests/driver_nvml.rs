@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cuda_fault_tests::{fixture, require_real_cudart, run, run_pynvml_probe, scratch_dir, shim_lines, Run};
+use cuda_fault_tests::{
+    fixture, require_real_cudart, run, run_pynvml_probe, scratch_dir, shim_lines, triton_like_faulted, Run,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -77,18 +79,7 @@ fn a_triton_shaped_program_using_dlopen_and_dlsym_sees_driver_faults() {
         let xid = row.xid.to_string();
         let c = row.driver.code;
         let r = run(&fixture("triton_like"), &[], &env_on(&toggle, &xid), true, T);
-        assert_eq!(
-            r.lines(),
-            [
-                format!("cuInit {c}"),
-                format!("count error {c}"),
-                format!("ctx {c}"),
-                format!("launch {c}"),
-                "kernel not-run".into()
-            ],
-            "XID {xid}:\n{}",
-            r.describe()
-        );
+        assert_eq!(r.lines(), triton_like_faulted(c), "XID {xid}:\n{}", r.describe());
         let sim = format!("[XID {xid} SIM] cuLaunchKernel -> {} ({c})", row.driver.name);
         assert!(r.stderr.lines().any(|l| l == sim), "{}", r.describe());
     }
