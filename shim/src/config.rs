@@ -210,6 +210,7 @@ pub fn get() -> Option<&'static Config> {
             let c = unsafe { &mut *CONFIG.0.get() };
             *c = Config::from_env();
             crate::log::set_enabled(c.log);
+            true
         });
     // SAFETY: ONCE is done: the config is never written again.
     ready.then(|| unsafe { &*CONFIG.0.get() })

@@ -22,9 +22,12 @@ static FIRST: Once = Once::new();
 /// forwards its call and a later call tries again.
 pub fn touch() -> bool {
     FIRST.run(|| {
+        // Without the configuration (being read on this very thread, or for too long on another)
+        // nothing can be set up yet: the next call tries again.
         let Some(c) = config::get() else {
-            return;
+            return false;
         };
+        register_fork_handler();
         if state::announce() {
             c.print_warnings();
         }
@@ -34,6 +37,7 @@ pub fn touch() -> bool {
             gate().fetch_or(gate::EVERY_CALL, Ordering::AcqRel);
         }
         gate().fetch_and(!gate::START, Ordering::AcqRel);
+        true
     })
 }
 

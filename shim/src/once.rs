@@ -32,14 +32,15 @@ impl Once {
         self.state.load(Ordering::Acquire) == DONE
     }
 
-    /// Runs `work` unless it is done; true when it is done on return.
-    pub fn run(&self, work: impl FnOnce()) -> bool {
+    /// Runs `work` unless it is done; true when it is done on return. `work` returns false when
+    /// it could not be done now; a later call tries again.
+    pub fn run(&self, work: impl FnOnce() -> bool) -> bool {
         match self.state.compare_exchange(NEW, BUSY, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 self.owner.store(me(), Ordering::Release);
-                work();
-                self.state.store(DONE, Ordering::Release);
-                true
+                let done = work();
+                self.state.store(if done { DONE } else { NEW }, Ordering::Release);
+                done
             }
             Err(DONE) => true,
             Err(_) => self.wait(),
