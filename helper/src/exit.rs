@@ -9,6 +9,8 @@ use std::path::Path;
 
 /// Success.
 pub const OK: u8 = 0;
+/// `verify`: a selected pod does not carry the injection.
+pub const NOT_INJECTED: u8 = 1;
 /// Usage error or bad value (clap's own code for usage errors), unknown XID.
 pub const USAGE: u8 = 2;
 /// Permission denied (EACCES / EPERM).
@@ -41,6 +43,7 @@ pub const NO_CONFIG: u8 = 78;
 pub const TABLE: &str = "\
 Exit codes:
    0  success
+   1  verify: a selected pod does not carry the injection
    2  usage error or bad value (unknown XID, bad --after, ...)
   13  permission denied
   21  the toggle path is a directory
@@ -89,10 +92,7 @@ impl Failure {
             ),
             _ => match err.raw_os_error() {
                 // EPERM: e.g. an immutable file, or a sticky directory owned by someone else.
-                Some(1) => Failure::new(
-                    PERMISSION_DENIED,
-                    format!("cannot {action} {p}: operation not permitted"),
-                ),
+                Some(1) => Failure::new(PERMISSION_DENIED, format!("cannot {action} {p}: operation not permitted")),
                 _ => Failure::new(IO_ERROR, format!("cannot {action} {p}: {}", plain(err))),
             },
         }
@@ -141,9 +141,23 @@ mod tests {
 
     #[test]
     fn table_lists_every_code() {
-        for code in [OK, USAGE, PERMISSION_DENIED, IS_A_DIRECTORY, READ_ONLY, SYMLINK, NO_INPUT, NOT_REGULAR,
-            UNAVAILABLE, JOB_FAILED, IO_ERROR, TIMEOUT, FORBIDDEN, NO_CONFIG]
-        {
+        for code in [
+            OK,
+            NOT_INJECTED,
+            USAGE,
+            PERMISSION_DENIED,
+            IS_A_DIRECTORY,
+            READ_ONLY,
+            SYMLINK,
+            NO_INPUT,
+            NOT_REGULAR,
+            UNAVAILABLE,
+            JOB_FAILED,
+            IO_ERROR,
+            TIMEOUT,
+            FORBIDDEN,
+            NO_CONFIG,
+        ] {
             assert!(TABLE.contains(&format!("{code:>4}  ")), "{code} missing from the table");
         }
     }

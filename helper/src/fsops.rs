@@ -86,11 +86,7 @@ fn ensure_dir(dir: &Path) -> Result<(), Failure> {
     if dir.is_dir() {
         return Ok(());
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Failure::io("create directory", dir, &e))
+    DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| Failure::io("create directory", dir, &e))
 }
 
 fn sync_dir(dir: &Path) {
@@ -131,8 +127,7 @@ pub fn write_atomic_with(
         fill(&mut file).map_err(|e| Failure::io("write", path, &e))?;
         file.flush().map_err(|e| Failure::io("write", path, &e))?;
         // fchmod: the umask must not narrow 0644/0755.
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| Failure::io("write", path, &e))?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Failure::io("write", path, &e))?;
         file.sync_all().map_err(|e| Failure::io("write", path, &e))?;
         // rename(2) replaces a symlink that appeared meanwhile instead of following it.
         fs::rename(&tmp, path).map_err(|e| Failure::io("write", path, &e))

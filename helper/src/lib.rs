@@ -1,14 +1,16 @@
 //! `cuda-fault`: writes, reads and removes the toggle file that switches the cuda-fault shim, on
-//! this machine or on a node through a Kubernetes Job, lists the XID table, and installs the shim
-//! library for an init container.
+//! this machine or on a node through a Kubernetes Job, lists the XID table, installs the shim
+//! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`) and
+//! says which pods carry the injection (`verify`).
 //!
-//! The toggle-file commands run without an async runtime; only `node` starts one.
+//! The toggle-file commands run without an async runtime; `node`, `hold` and `verify` start one.
 
 #![deny(unsafe_code)]
 
 pub mod cluster;
 pub mod exit;
 pub mod fsops;
+pub mod hold;
 pub mod layout;
 pub mod local;
 pub mod toggle;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::verify::Workload;
 use crate::cluster::{Options, Verb, DEFAULT_IMAGE, DEFAULT_NAMESPACE, IMAGE_ENV};
 use crate::exit::Failure;
 use crate::toggle::{Devices, Functions, Key, Keys, Line, Mode, Percent, DEFAULT_FILE, FILE_ENV};
@@ -57,7 +60,10 @@ fn non_empty_path(s: &str) -> Result<PathBuf, String> {
 
 /// A value parser that reads one toggle key with the shared grammar, so a flag accepts exactly
 /// what the shim accepts in the file.
-fn key<T: 'static>(key: Key, get: fn(&Keys) -> Option<T>) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+fn key<T: 'static>(
+    key: Key,
+    get: fn(&Keys) -> Option<T>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
     move |s: &str| {
         let mut keys = Keys::default();
         keys.set(key, s.as_bytes()).map_err(|e| e.detail().to_string())?;
@@ -72,12 +78,18 @@ fn xid(s: &str) -> Result<u64, String> {
     toggle::lookup(x).map(|_| x).ok_or_else(|| format!("unknown XID {x}; supported: {supported}"))
 }
 
+/// An XID the table has (for `hold`'s configuration, as for `--xid`).
+pub(crate) fn parse_xid(s: &str) -> Result<u64, String> {
+    xid(s)
+}
+
 /// `--after`: `500ms`, `5s`, `2m`, `1h30m` (humantime), or a bare number of milliseconds.
 fn after(s: &str) -> Result<u64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return toggle_grammar::number(s.as_bytes()).map_err(|e| e.detail().to_string());
     }
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m or a number of milliseconds)"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (expected e.g. 500ms, 5s, 2m or a number of milliseconds)"))?;
     u64::try_from(d.as_millis()).map_err(|_| "too long".to_string())
 }
 
@@ -220,6 +232,62 @@ pub enum Command {
     /// Run enable|disable|clean|status on a node through a Job (no exec into worker pods)
     #[command(after_help = NODE_HELP)]
     Node(NodeArgs),
+    /// Write the toggle file and hold it until stopped (the fault DaemonSet's pods run this)
+    #[command(after_help = HOLD_HELP)]
+    Hold {
+        #[command(flatten)]
+        file: FileArg,
+        /// A directory of key files (a mounted ConfigMap): xid and toggle keys (devices, after_ms, ...)
+        #[arg(long, value_name = "DIR")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        flags: EnableFlags,
+    },
+    /// Which pods carry the injection, on which nodes, and those nodes' toggle files
+    #[command(after_help = VERIFY_HELP)]
+    Verify(VerifyArgs),
+}
+
+const HOLD_HELP: &str = "\
+On SIGTERM or SIGINT it asks the Kubernetes API (in-cluster, or KUBECONFIG) about its pod's
+DaemonSet and removes the toggle file only if the DaemonSet was deleted or no longer selects
+this node, and only if the file is still the one it wrote. Otherwise (eviction, drain, update,
+restart, API unreachable) the file stays. It needs POD_NAME, POD_NAMESPACE (and NODE_NAME) from
+the downward API; see kustomize/fault/daemonset.yaml.";
+
+const VERIFY_HELP: &str = "\
+Reads the pods' spec and status (the shim-install init container finished, LD_PRELOAD naming the
+shim, the /cuda-fault and /host-fault mounts) and runs a read-only status Job on each node that
+holds an injected pod. Exit 1 when a selected pod does not carry the injection. Examples:
+  cuda-fault verify -n llm dgd/vllm-disagg
+  cuda-fault verify -n prod -l app=vllm --json";
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The pods' namespace [default: the kubeconfig context's]
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+    /// deployment/NAME, statefulset/NAME, daemonset/NAME or dynamographdeployment/NAME (dgd/NAME)
+    #[arg(value_name = "KIND/NAME", conflicts_with = "selector", value_parser = Workload::parse)]
+    pub workload: Option<Workload>,
+    /// Label selector of the pods (default: every pod of the namespace)
+    #[arg(long, short = 'l', value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Print a JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Only read the pods: no status Job on the nodes
+    #[arg(long)]
+    pub no_node_check: bool,
+    /// Namespace of the status Jobs
+    #[arg(long, value_name = "NS", default_value = DEFAULT_NAMESPACE)]
+    pub jobs_namespace: String,
+    /// Image of the status Jobs
+    #[arg(long, value_name = "IMAGE", env = IMAGE_ENV, default_value = DEFAULT_IMAGE)]
+    pub image: String,
+    /// How long to wait for each status Job: seconds, 90s or 2m
+    #[arg(long, value_name = "S", allow_hyphen_values = true, default_value = "120", value_parser = parse_timeout)]
+    pub timeout: Duration,
 }
 
 const NODE_HELP: &str = "\
@@ -254,6 +322,7 @@ pub struct NodeArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per command: boxing the flags would buy nothing
 pub enum NodeVerb {
     /// Turn faults on on the node
     Enable(EnableFlags),
@@ -298,13 +367,10 @@ impl NodeArgs {
             NodeVerb::Enable(flags) => Verb::Enable(flags.line()?),
             NodeVerb::Disable => Verb::Disable,
             NodeVerb::Clean => Verb::Clean,
-            NodeVerb::Status => Verb::Status,
+            NodeVerb::Status => Verb::Status { json: false },
         };
         if !cluster::is_dns_label(&self.namespace) {
-            return Err(Failure::usage(format!(
-                "invalid --namespace '{}': expected a DNS-1123 label",
-                self.namespace
-            )));
+            return Err(Failure::usage(format!("invalid --namespace '{}': expected a DNS-1123 label", self.namespace)));
         }
         if self.image.is_empty() || self.image.chars().any(char::is_whitespace) {
             return Err(Failure::usage(format!("invalid --image '{}'", self.image)));
@@ -361,11 +427,8 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
         Command::Clean { file } => local::clean(&file.file, out),
         Command::Status { file, json } => {
             let s = local::status(&file.file)?;
-            let text = if json {
-                serde_json::to_string(&s).expect("serializable") + "\n"
-            } else {
-                local::status_text(&s)
-            };
+            let text =
+                if json { serde_json::to_string(&s).expect("serializable") + "\n" } else { local::status_text(&s) };
             out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
         }
         Command::Xids { json } => {
@@ -381,16 +444,95 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
         }
         Command::Node(args) => {
             let plan = args.plan()?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| Failure::new(exit::IO_ERROR, format!("cannot start the async runtime: {e}")))?;
-            rt.block_on(async {
+            runtime()?.block_on(async {
                 let client = cluster::connect().await?;
                 run_plan(&client, &plan, out, err).await
             })
         }
+        Command::Hold { file, config, flags } => {
+            let line = match config {
+                Some(dir) if flags != EnableFlags::default() => {
+                    return Err(Failure::usage(format!(
+                        "--config {} and the scenario flags exclude each other; put the keys in the directory",
+                        dir.display()
+                    )))
+                }
+                Some(dir) => hold::line_from_dir(&dir)?,
+                None => flags.line()?,
+            };
+            hold::run(&file.file, &line, out)
+        }
+        Command::Verify(args) => runtime()?.block_on(async {
+            let client = cluster::connect().await?;
+            run_verify(&client, &args, out, err).await
+        }),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::IO_ERROR, format!("cannot start the async runtime: {e}")))
+}
+
+impl VerifyArgs {
+    /// The validated plan; `default_namespace` when `-n` is not given.
+    pub fn plan(&self, default_namespace: &str) -> Result<cluster::verify::Plan, Failure> {
+        for ns in self.namespace.iter().chain([&self.jobs_namespace]) {
+            if !cluster::is_dns_label(ns) {
+                return Err(Failure::usage(format!("invalid namespace '{ns}': expected a DNS-1123 label")));
+            }
+        }
+        Ok(cluster::verify::Plan {
+            namespace: self.namespace.clone().unwrap_or_else(|| default_namespace.to_string()),
+            workload: self.workload.clone(),
+            selector: self.selector.clone(),
+            node_check: !self.no_node_check,
+            jobs: Options::new(&self.jobs_namespace, &self.image, self.timeout),
+        })
+    }
+}
+
+/// Runs `verify` against a client (a real one, or a mock in tests): the report on `out`.
+pub async fn run_verify(
+    client: &kube::Client,
+    args: &VerifyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let plan = args.plan(client.default_namespace())?;
+    verify_with(client, &plan, args.json, out, err).await
+}
+
+/// `verify` with a prepared plan (tests shorten the Jobs' poll interval).
+pub async fn verify_with(
+    client: &kube::Client,
+    plan: &cluster::verify::Plan,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
+    let report = cluster::verify::verify(client, plan, err).await?;
+    let text = if json {
+        serde_json::to_string(&report).expect("serializable") + "\n"
+    } else {
+        cluster::verify::text(&report)
+    };
+    out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))?;
+    let missing: Vec<&str> = report.pods.iter().filter(|p| !p.injected).map(|p| p.pod.as_str()).collect();
+    if !missing.is_empty() {
+        return Err(Failure::new(
+            exit::NOT_INJECTED,
+            format!(
+                "{} of {} pods do not carry the injection: {}",
+                missing.len(),
+                report.pods.len(),
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs a validated `node` plan against a client (a real one, or a mock in tests).
@@ -427,7 +569,8 @@ mod tests {
                 _ => unreachable!(),
             }
         };
-        let p = plan(&["cuda-fault", "node", "gpu-1", "enable", "--xid", "48", "-n", "ns1", "--timeout", "2m"]).unwrap();
+        let p =
+            plan(&["cuda-fault", "node", "gpu-1", "enable", "--xid", "48", "-n", "ns1", "--timeout", "2m"]).unwrap();
         assert_eq!(p.target, Target::Node("gpu-1".into()));
         assert_eq!(p.options.namespace, "ns1");
         assert_eq!(p.options.timeout, Duration::from_secs(120));

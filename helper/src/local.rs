@@ -15,7 +15,7 @@ pub const TOGGLE_MODE: u32 = 0o644;
 /// Mode of the installed shim library.
 pub const LIBRARY_MODE: u32 = 0o755;
 /// The shim library's file name, beside the binary in the image and in the install directory.
-pub const LIBRARY_NAME: &str = "cuda_intercept.so";
+pub const LIBRARY_NAME: &str = crate::layout::LIBRARY_NAME;
 
 /// Writes `line` to `path` atomically and says so on `out`.
 pub fn write_toggle(path: &Path, line: &Line, out: &mut dyn Write) -> Result<(), Failure> {
@@ -132,7 +132,9 @@ pub fn status_text(s: &Status) -> String {
     let mut out = format!("file:        {}\n", s.file);
     match s.state {
         "absent" => {
-            out.push_str("state:       absent: env decides (the shim uses CUDA_FAULT_INJECTION_ENABLED and CUDA_XID_TYPE)\n");
+            out.push_str(
+                "state:       absent: env decides (the shim uses CUDA_FAULT_INJECTION_ENABLED and CUDA_XID_TYPE)\n",
+            );
             return out;
         }
         "invalid" => {
@@ -251,8 +253,9 @@ pub fn xids_text() -> String {
 
 /// The shim library beside the running binary.
 pub fn default_library() -> Result<PathBuf, Failure> {
-    let exe = std::env::current_exe()
-        .map_err(|e| Failure::new(exit::NO_INPUT, format!("cannot locate the cuda-fault binary: {e}; pass --from PATH")))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        Failure::new(exit::NO_INPUT, format!("cannot locate the cuda-fault binary: {e}; pass --from PATH"))
+    })?;
     Ok(exe.parent().unwrap_or(Path::new("/")).join(LIBRARY_NAME))
 }
 

@@ -6,7 +6,7 @@
 pub use toggle_grammar::{Devices, Error, Functions, Key, Keys, Line, Mode, Percent, Scenario, MAX_LEN};
 
 /// The default toggle path, inside pods (the node's `/var/lib/cuda-fault-test`, mounted).
-pub const DEFAULT_FILE: &str = "/host-fault/cuda_fault_enabled";
+pub const DEFAULT_FILE: &str = crate::layout::TOGGLE_FILE;
 /// Environment variable overriding the default path (the shim honours the same one).
 pub const FILE_ENV: &str = "CUDA_FAULT_TOGGLE_FILE";
 

@@ -1,151 +1,16 @@
 //! `cuda-fault node …` against kube's mock service (tower-test): the exact Job, the exact calls
 //! (node check, create, poll, pod list, log, delete) and every error path. No API server runs here.
 
-use std::future::Future;
 use std::time::Duration;
 
 use clap::Parser;
 use cuda_fault::exit;
 use cuda_fault::exit::Failure;
 use cuda_fault::{run_plan, Cli, Command, NodePlan};
-use http::{Request, Response, StatusCode};
-use kube::client::Body;
-use kube::Client;
 use serde_json::{json, Value};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-type Reply = tower_test::mock::SendResponse<Response<Body>>;
-
-const SUFFIX: &str = "t3st1";
-const NS: &str = "cuda-fault";
-const JOBS: &str = "/apis/batch/v1/namespaces/cuda-fault/jobs";
-
-/// The fake API server: asserts each request and answers it.
-struct Server(Handle);
-
-struct Call {
-    method: String,
-    uri: String,
-    body: Value,
-    reply: Reply,
-}
-
-impl Server {
-    async fn next(&mut self) -> Call {
-        let (req, reply) = self.0.next_request().await.expect("the client stopped before the expected call");
-        let method = req.method().to_string();
-        let uri = req.uri().to_string();
-        let bytes = req.into_body().collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-        let rule = rbac_rule(&method, &uri);
-        assert!(cuda_fault::cluster::RBAC.contains(&rule), "{method} {uri} needs {rule:?}, which cluster::RBAC lacks");
-        Call { method, uri, body, reply }
-    }
-
-    /// The start of every node flow: node gpu-1 exists (Ready, schedulable), and the Job is
-    /// created as sent.
-    async fn node_found_and_job_created(&mut self) {
-        self.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        let c = self.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
-    }
-
-    /// Expects `method uri` and returns the call to answer.
-    async fn expect(&mut self, method: &str, uri: &str) -> Call {
-        let call = self.next().await;
-        assert_eq!((call.method.as_str(), call.uri.as_str()), (method, uri), "unexpected call");
-        call
-    }
-}
-
-/// The RBAC rule a request needs: (API group, resource, verb, namespaced).
-fn rbac_rule(method: &str, uri: &str) -> (&'static str, &'static str, &'static str, bool) {
-    let path = uri.split('?').next().unwrap();
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let (group, rest): (&'static str, &[&str]) = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => ("", rest),
-        ["apis", "batch", "v1", rest @ ..] => ("batch", rest),
-        _ => panic!("unexpected API path {path}"),
-    };
-    let (namespaced, rest) = match rest {
-        ["namespaces", _, rest @ ..] => (true, rest),
-        rest => (false, rest),
-    };
-    let (resource, named): (&'static str, bool) = match rest {
-        ["nodes"] => ("nodes", false),
-        ["nodes", _] => ("nodes", true),
-        ["jobs"] => ("jobs", false),
-        ["jobs", _] => ("jobs", true),
-        ["pods"] => ("pods", false),
-        ["pods", _, "log"] => ("pods/log", true),
-        other => panic!("unexpected resource path {other:?}"),
-    };
-    let verb = match (method, named) {
-        ("GET", true) => "get",
-        ("GET", false) => "list",
-        ("POST", false) => "create",
-        ("DELETE", true) => "delete",
-        other => panic!("unexpected {other:?} on {path}"),
-    };
-    (group, resource, verb, namespaced)
-}
-
-impl Call {
-    fn json(self, code: u16, v: Value) {
-        let resp = Response::builder()
-            .status(StatusCode::from_u16(code).unwrap())
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(&v).unwrap()))
-            .unwrap();
-        self.reply.send_response(resp);
-    }
-
-    fn text(self, text: &str) {
-        let resp = Response::builder().status(200).body(Body::from(text.as_bytes().to_vec())).unwrap();
-        self.reply.send_response(resp);
-    }
-
-    fn status(self, code: u16, reason: &str, message: &str) {
-        self.json(
-            code,
-            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                   "message": message, "reason": reason, "code": code}),
-        );
-    }
-}
-
-fn node_json(name: &str, unschedulable: bool, ready: bool) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
-           "spec": {"unschedulable": unschedulable},
-           "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
-}
-
-fn job_with(name: &str, status: Value) -> Value {
-    json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": NS}, "status": status})
-}
-
-fn condition(kind: &str, reason: &str, message: &str) -> Value {
-    json!({"conditions": [{"type": kind, "status": "True", "reason": reason, "message": message}]})
-}
-
-fn pod_list(job: &str, pods: Value) -> Value {
-    let _ = job;
-    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods})
-}
-
-fn pod(name: &str, status: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS,
-           "creationTimestamp": "2026-01-01T00:00:00Z"}, "status": status})
-}
-
-fn deleted() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-}
-
-fn job_name(verb: &str, node: &str) -> String {
-    format!("cuda-fault-{verb}-{node}-{SUFFIX}")
-}
+mod support;
+use support::*;
 
 fn plan(args: &[&str]) -> NodePlan {
     let mut argv = vec!["cuda-fault"];
@@ -154,7 +19,6 @@ fn plan(args: &[&str]) -> NodePlan {
     let Command::Node(n) = cli.command else { panic!("not a node command") };
     let mut p = n.plan().unwrap();
     p.options.poll = Duration::from_millis(1);
-    p.options.suffix = Some(SUFFIX.into());
     p
 }
 
@@ -169,7 +33,7 @@ struct Outcome {
 async fn scenario<F, Fut>(args: &[&str], serve: F) -> Outcome
 where
     F: FnOnce(Server) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     scenario_plan(plan(args), serve).await
 }
@@ -177,20 +41,20 @@ where
 async fn scenario_plan<F, Fut>(plan: NodePlan, serve: F) -> Outcome
 where
     F: FnOnce(Server) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(svc, "default");
-    let server = tokio::spawn(serve(Server(handle)));
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let result = tokio::time::timeout(Duration::from_secs(10), run_plan(&client, &plan, &mut out, &mut err))
-        .await
-        .expect("cuda-fault hung");
-    drop(client);
-    tokio::time::timeout(Duration::from_secs(2), server)
-        .await
-        .expect("the fake server is still waiting for a call")
-        .expect("the fake server's assertions failed");
+    let tool_namespace = plan.options.namespace.clone();
+    let (result, out, err) = with_server(
+        cuda_fault::cluster::RBAC,
+        &tool_namespace,
+        |client| async move {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let result = run_plan(&client, &plan, &mut out, &mut err).await;
+            (result, out, err)
+        },
+        serve,
+    )
+    .await;
     Outcome { result, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
 }
 
@@ -202,7 +66,7 @@ fn expected_job(name: &str, node: &str, command: Value, image: &str, deadline: i
     json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": NS, "labels": labels(node)},
+        "metadata": {"generateName": name.strip_suffix(SUFFIX).unwrap(), "namespace": NS, "labels": labels(node)},
         "spec": {
             "backoffLimit": 0,
             "ttlSecondsAfterFinished": 300,
@@ -245,8 +109,7 @@ async fn serve_job(s: &mut Server, name: &str, expected: Option<Value>, log: &st
     if let Some(expected) = expected {
         assert_eq!(c.body, expected, "the Job");
     }
-    let created = c.body.clone();
-    c.json(201, created);
+    assert_eq!(c.created(), name);
     s.expect("GET", &format!("{JOBS}/{name}")).await.json(200, job_with(name, json!({"active": 1})));
     s.expect("GET", &format!("{JOBS}/{name}"))
         .await
@@ -260,7 +123,7 @@ async fn serve_job(s: &mut Server, name: &str, expected: Option<Value>, log: &st
 async fn serve_log(s: &mut Server, name: &str, log: &str) {
     s.expect("GET", &format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{name}"))
         .await
-        .json(200, pod_list(name, json!([pod(&format!("{name}-abcde"), json!({"phase": "Succeeded"}))])));
+        .json(200, pod_list(json!([pod(&format!("{name}-abcde"), json!({"phase": "Succeeded"}))])));
     s.expect("GET", &format!("/api/v1/namespaces/cuda-fault/pods/{name}-abcde/log?&container=cuda-fault"))
         .await
         .text(log);
@@ -320,28 +183,71 @@ async fn scenario_flags_reach_the_job_command() {
     let name = job_name("enable", "gpu-2");
     let n = name.clone();
     let o = scenario(
-        &["node", "gpu-2", "enable", "--xid", "79", "--devices", "1,GPU-8f2c1a3e-1111-2222-3333-444455556666",
-          "--after-calls", "5", "--after", "5s", "--mode", "hang", "--sticky", "-n", "chaos", "--percent", "12.5",
-          "--count", "3", "--functions", "@launch,cudaMalloc", "--seed", "7"],
+        &[
+            "node",
+            "gpu-2",
+            "enable",
+            "--xid",
+            "79",
+            "--devices",
+            "1,GPU-8f2c1a3e-1111-2222-3333-444455556666",
+            "--after-calls",
+            "5",
+            "--after",
+            "5s",
+            "--mode",
+            "hang",
+            "--sticky",
+            "-n",
+            "chaos",
+            "--percent",
+            "12.5",
+            "--count",
+            "3",
+            "--functions",
+            "@launch,cudaMalloc",
+            "--seed",
+            "7",
+        ],
         move |mut s| async move {
             s.expect("GET", "/api/v1/nodes/gpu-2").await.json(200, node_json("gpu-2", false, true));
             let c = s.expect("POST", "/apis/batch/v1/namespaces/chaos/jobs?").await;
             let container = &c.body["spec"]["template"]["spec"]["containers"][0];
             assert_eq!(
                 container["command"],
-                json!(["/usr/local/bin/cuda-fault", "enable", "--file", "/host-fault/cuda_fault_enabled", "--xid", "79",
-                       "--devices", "1,GPU-8f2c1a3e-1111-2222-3333-444455556666", "--after-calls", "5", "--after", "5000ms",
-                       "--mode", "hang", "--percent", "12.5", "--count", "3", "--functions", "@launch,cudaMalloc",
-                       "--seed", "7", "--sticky=true"])
+                json!([
+                    "/usr/local/bin/cuda-fault",
+                    "enable",
+                    "--file",
+                    "/host-fault/cuda_fault_enabled",
+                    "--xid",
+                    "79",
+                    "--devices",
+                    "1,GPU-8f2c1a3e-1111-2222-3333-444455556666",
+                    "--after-calls",
+                    "5",
+                    "--after",
+                    "5000ms",
+                    "--mode",
+                    "hang",
+                    "--percent",
+                    "12.5",
+                    "--count",
+                    "3",
+                    "--functions",
+                    "@launch,cudaMalloc",
+                    "--seed",
+                    "7",
+                    "--sticky=true"
+                ])
             );
             assert_eq!(c.body["metadata"]["namespace"], "chaos");
-            let body = c.body.clone();
-            c.json(201, body);
+            c.created();
             let job = format!("/apis/batch/v1/namespaces/chaos/jobs/{n}");
             s.expect("GET", &job).await.json(200, job_with(&n, condition("Complete", "", "")));
             s.expect("GET", &format!("/api/v1/namespaces/chaos/pods?&labelSelector=job-name%3D{n}"))
                 .await
-                .json(200, pod_list(&n, json!([pod("p", json!({}))])));
+                .json(200, pod_list(json!([pod("p", json!({}))])));
             s.expect("GET", "/api/v1/namespaces/chaos/pods/p/log?&container=cuda-fault").await.text("ok");
             s.expect("DELETE", &format!("{job}?")).await.json(200, deleted());
         },
@@ -360,10 +266,12 @@ async fn clean_and_status_commands() {
             s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
             let c = s.expect("POST", &format!("{JOBS}?")).await;
             let container = &c.body["spec"]["template"]["spec"]["containers"][0];
-            assert_eq!(container["command"], json!(["/usr/local/bin/cuda-fault", verb, "--file", "/host-fault/cuda_fault_enabled"]));
+            assert_eq!(
+                container["command"],
+                json!(["/usr/local/bin/cuda-fault", verb, "--file", "/host-fault/cuda_fault_enabled"])
+            );
             assert_eq!(container["volumeMounts"][0]["readOnly"], read_only);
-            let body = c.body.clone();
-            c.json(201, body);
+            c.created();
             s.expect("GET", &format!("{JOBS}/{n}")).await.json(200, job_with(&n, condition("Complete", "", "")));
             serve_log(&mut s, &n, "state: absent: env decides\n").await;
             s.expect("DELETE", &format!("{JOBS}/{n}?")).await.json(200, deleted());
@@ -446,7 +354,11 @@ async fn forbidden_paths_name_the_verb_and_resource() {
 async fn namespace_missing() {
     let o = scenario(&["node", "gpu-1", "clean", "-n", "nope"], |mut s| async move {
         s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        s.expect("POST", "/apis/batch/v1/namespaces/nope/jobs?").await.status(404, "NotFound", "namespaces \"nope\" not found");
+        s.expect("POST", "/apis/batch/v1/namespaces/nope/jobs?").await.status(
+            404,
+            "NotFound",
+            "namespaces \"nope\" not found",
+        );
     })
     .await;
     let f = o.result.unwrap_err();
@@ -461,19 +373,17 @@ async fn job_failure_prints_the_log_names_the_cause_and_deletes() {
     let log = "cuda-fault: cannot write /host-fault/cuda_fault_enabled: read-only file system (mount the toggle directory read-write)\n";
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
         s.node_found_and_job_created().await;
-        s.expect("GET", &format!("{JOBS}/{n}"))
-            .await
-            .json(200, job_with(&n, condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")));
+        s.expect("GET", &format!("{JOBS}/{n}")).await.json(
+            200,
+            job_with(&n, condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")),
+        );
         serve_log(&mut s, &n, log).await;
         s.expect("DELETE", &format!("{JOBS}/{n}?")).await.json(200, deleted());
     })
     .await;
     let f = o.result.unwrap_err();
     assert_eq!(f.code, exit::JOB_FAILED);
-    assert_eq!(
-        f.message,
-        format!("Job cuda-fault/{name} failed on node gpu-1: {}", log.trim_end())
-    );
+    assert_eq!(f.message, format!("Job cuda-fault/{name} failed on node gpu-1: {}", log.trim_end()));
     assert_eq!(o.out, log);
     assert!(o.err.contains("deleted Job"));
 }
@@ -490,17 +400,21 @@ async fn job_failure_without_a_log_uses_the_pod_state() {
         let pods = format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{n}");
         let p = pod("p1", json!({"phase": "Failed", "containerStatuses": [{"name": "cuda-fault", "image": "i", "imageID": "",
             "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "bad"}}}]}));
-        s.expect("GET", &pods).await.json(200, pod_list(&n, json!([p.clone()])));
+        s.expect("GET", &pods).await.json(200, pod_list(json!([p.clone()])));
         s.expect("GET", "/api/v1/namespaces/cuda-fault/pods/p1/log?&container=cuda-fault")
             .await
             .status(400, "BadRequest", "container is waiting to start");
-        s.expect("GET", &pods).await.json(200, pod_list(&n, json!([p])));
+        s.expect("GET", &pods).await.json(200, pod_list(json!([p])));
         s.expect("DELETE", &format!("{JOBS}/{n}?")).await.json(200, deleted());
     })
     .await;
     let f = o.result.unwrap_err();
     assert_eq!(f.code, exit::JOB_FAILED);
-    assert!(f.message.contains("PodFailurePolicy Container failed (pod p1: CreateContainerConfigError: bad)"), "{}", f.message);
+    assert!(
+        f.message.contains("PodFailurePolicy Container failed (pod p1: CreateContainerConfigError: bad)"),
+        "{}",
+        f.message
+    );
     assert!(o.err.contains("warning: cannot read the Job's log"), "{}", o.err);
 }
 
@@ -515,8 +429,7 @@ async fn timeout_reports_why_the_pod_is_stuck_and_deletes_the_job() {
         s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
         let c = s.expect("POST", &format!("{JOBS}?")).await;
         assert_eq!(c.body["spec"]["activeDeadlineSeconds"], 1, "deadline rounds up to whole seconds");
-        let body = c.body.clone();
-        c.json(201, body);
+        c.created();
         let mut polls = 0;
         loop {
             let c = s.next().await;
@@ -526,9 +439,15 @@ async fn timeout_reports_why_the_pod_is_stuck_and_deletes_the_job() {
                 continue;
             }
             assert_eq!(c.uri, format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{n}"));
-            c.json(200, pod_list(&n, json!([pod("p1", json!({"phase": "Pending", "containerStatuses": [{
+            c.json(
+                200,
+                pod_list(json!([pod(
+                    "p1",
+                    json!({"phase": "Pending", "containerStatuses": [{
                 "name": "cuda-fault", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"i\""}}}]}))])));
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"i\""}}}]})
+                )])),
+            );
             break;
         }
         assert!(polls >= 2, "polled {polls} times");
@@ -537,7 +456,11 @@ async fn timeout_reports_why_the_pod_is_stuck_and_deletes_the_job() {
     .await;
     let f = o.result.unwrap_err();
     assert_eq!(f.code, exit::TIMEOUT);
-    assert!(f.message.starts_with(&format!("timed out after 1s waiting for Job cuda-fault/{name} on node gpu-1")), "{}", f.message);
+    assert!(
+        f.message.starts_with(&format!("timed out after 1s waiting for Job cuda-fault/{name} on node gpu-1")),
+        "{}",
+        f.message
+    );
     assert!(f.message.contains("ImagePullBackOff"), "{}", f.message);
     assert!(!f.message.contains('\n'));
 }
@@ -548,12 +471,13 @@ async fn deadline_exceeded_counts_as_timeout() {
     let n = name.clone();
     let o = scenario(&["node", "gpu-1", "enable"], move |mut s| async move {
         s.node_found_and_job_created().await;
-        s.expect("GET", &format!("{JOBS}/{n}"))
-            .await
-            .json(200, job_with(&n, condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")));
+        s.expect("GET", &format!("{JOBS}/{n}")).await.json(
+            200,
+            job_with(&n, condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")),
+        );
         s.expect("GET", &format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{n}"))
             .await
-            .json(200, pod_list(&n, json!([])));
+            .json(200, pod_list(json!([])));
         s.expect("DELETE", &format!("{JOBS}/{n}?")).await.json(200, deleted());
     })
     .await;
@@ -571,15 +495,21 @@ async fn log_and_delete_problems_are_warnings() {
         s.expect("GET", &format!("{JOBS}/{n}")).await.json(200, job_with(&n, condition("Complete", "", "")));
         s.expect("GET", &format!("/api/v1/namespaces/cuda-fault/pods?&labelSelector=job-name%3D{n}"))
             .await
-            .json(200, pod_list(&n, json!([pod("p1", json!({}))])));
-        s.expect("GET", "/api/v1/namespaces/cuda-fault/pods/p1/log?&container=cuda-fault")
-            .await
-            .status(403, "Forbidden", "pods \"p1\" is forbidden");
+            .json(200, pod_list(json!([pod("p1", json!({}))])));
+        s.expect("GET", "/api/v1/namespaces/cuda-fault/pods/p1/log?&container=cuda-fault").await.status(
+            403,
+            "Forbidden",
+            "pods \"p1\" is forbidden",
+        );
         s.expect("DELETE", &format!("{JOBS}/{n}?")).await.status(403, "Forbidden", "no delete");
     })
     .await;
     assert_eq!(o.result, Ok(()));
-    assert!(o.err.contains("warning: cannot read the Job's log: forbidden: cannot get pods/log in namespace cuda-fault"), "{}", o.err);
+    assert!(
+        o.err.contains("warning: cannot read the Job's log: forbidden: cannot get pods/log in namespace cuda-fault"),
+        "{}",
+        o.err
+    );
     assert!(o.err.contains("warning: forbidden: cannot delete jobs.batch"), "{}", o.err);
     assert!(o.err.contains("removes itself 300s after finishing"));
 }
@@ -587,8 +517,7 @@ async fn log_and_delete_problems_are_warnings() {
 #[tokio::test]
 async fn unreachable_and_unauthorized_api() {
     let o = scenario(&["node", "gpu-1", "enable"], |mut s| async move {
-        let (_, reply) = s.0.next_request().await.unwrap();
-        reply.send_error(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"));
+        s.refuse_connection().await;
     })
     .await;
     let f = o.result.unwrap_err();
@@ -606,10 +535,11 @@ async fn unreachable_and_unauthorized_api() {
 #[tokio::test]
 async fn all_nodes_matching_a_selector_are_cleaned() {
     let o = scenario(&["node", "--all", "--selector", "nvidia.com/gpu.present=true", "clean"], |mut s| async move {
-        s.expect("GET", "/api/v1/nodes?&labelSelector=nvidia.com%2Fgpu.present%3Dtrue")
-            .await
-            .json(200, json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", true, true)]}));
+        s.expect("GET", "/api/v1/nodes?&labelSelector=nvidia.com%2Fgpu.present%3Dtrue").await.json(
+            200,
+            json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", true, true)]}),
+        );
         for node in ["gpu-a", "gpu-b"] {
             let name = job_name("clean", node);
             let expected = expected_job(
@@ -634,16 +564,19 @@ async fn all_nodes_matching_a_selector_are_cleaned() {
 #[tokio::test]
 async fn all_nodes_reports_each_failure_and_goes_on() {
     let o = scenario(&["node", "--all", "clean"], |mut s| async move {
-        s.expect("GET", "/api/v1/nodes?")
-            .await
-            .json(200, json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", false, true)]}));
+        s.expect("GET", "/api/v1/nodes?").await.json(
+            200,
+            json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", false, true)]}),
+        );
         let a = job_name("clean", "gpu-a");
         let c = s.expect("POST", &format!("{JOBS}?")).await;
-        let body = c.body.clone();
-        c.json(201, body);
-        s.expect("GET", &format!("{JOBS}/{a}")).await.json(200, job_with(&a, condition("Failed", "BackoffLimitExceeded", "")));
-        serve_log(&mut s, &a, "cuda-fault: cannot remove /host-fault/cuda_fault_enabled: read-only file system\n").await;
+        c.created();
+        s.expect("GET", &format!("{JOBS}/{a}"))
+            .await
+            .json(200, job_with(&a, condition("Failed", "BackoffLimitExceeded", "")));
+        serve_log(&mut s, &a, "cuda-fault: cannot remove /host-fault/cuda_fault_enabled: read-only file system\n")
+            .await;
         s.expect("DELETE", &format!("{JOBS}/{a}?")).await.json(200, deleted());
         serve_job(&mut s, &job_name("clean", "gpu-b"), None, "removed\n").await;
     })
@@ -675,7 +608,11 @@ async fn all_nodes_errors() {
     assert!(f.message.starts_with("forbidden: cannot list nodes;"), "{}", f.message);
 
     let o = scenario(&["node", "--all", "--selector", "a==", "clean"], |mut s| async move {
-        s.expect("GET", "/api/v1/nodes?&labelSelector=a%3D%3D").await.status(400, "BadRequest", "unable to parse requirement");
+        s.expect("GET", "/api/v1/nodes?&labelSelector=a%3D%3D").await.status(
+            400,
+            "BadRequest",
+            "unable to parse requirement",
+        );
     })
     .await;
     let f = o.result.unwrap_err();
@@ -684,10 +621,11 @@ async fn all_nodes_errors() {
 
     // A forbidden create stops at the first node instead of failing every node the same way.
     let o = scenario(&["node", "--all", "clean"], |mut s| async move {
-        s.expect("GET", "/api/v1/nodes?")
-            .await
-            .json(200, json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
-                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", false, true)]}));
+        s.expect("GET", "/api/v1/nodes?").await.json(
+            200,
+            json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {},
+                              "items": [node_json("gpu-a", false, true), node_json("gpu-b", false, true)]}),
+        );
         s.expect("POST", &format!("{JOBS}?")).await.status(403, "Forbidden", "no");
     })
     .await;

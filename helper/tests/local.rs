@@ -39,7 +39,8 @@ fn one_line(stderr: &[u8]) -> String {
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut v: Vec<String> =
+        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
     v.sort();
     v
 }
@@ -74,8 +75,20 @@ fn enable_with_xid_and_every_scenario_flag() {
     assert_eq!(fs::read_to_string(&f).unwrap(), "1 48\n");
     // Flags in any order; keys always in the fixed order.
     cf().args([
-        "enable", "--sticky", "--mode", "hang", "--after", "2m", "--after-calls", "10", "--devices",
-        "1,GPU-8f2c1a3e-1111-2222-3333-444455556666", "--xid", "79", "--file", p(&f),
+        "enable",
+        "--sticky",
+        "--mode",
+        "hang",
+        "--after",
+        "2m",
+        "--after-calls",
+        "10",
+        "--devices",
+        "1,GPU-8f2c1a3e-1111-2222-3333-444455556666",
+        "--xid",
+        "79",
+        "--file",
+        p(&f),
     ])
     .assert()
     .success();
@@ -121,7 +134,10 @@ fn bad_values_exit_2_with_one_line_and_write_nothing() {
         (&["--functions", "cudaMallocc"], "'cudaMallocc' is not a function in hooks.list"),
         (&["--functions", "@kernels"], "'@kernels' is not a family (@launch, @memcpy, @sync, @alloc)"),
         (&["--after-calls", "-1"], "for '--after-calls <N>': '-1' is not a number"),
-        (&["--after-calls", "18446744073709551616"], "'18446744073709551616' is out of range (at most 18446744073709551615)"),
+        (
+            &["--after-calls", "18446744073709551616"],
+            "'18446744073709551616' is out of range (at most 18446744073709551615)",
+        ),
         (&["--after", "5x"], "invalid value '5x' for '--after <DURATION>'"),
         (&["--after", "18446744073709551616"], "is out of range"),
         (&["--mode", "crash"], "'crash' is not error or hang"),
@@ -169,9 +185,10 @@ fn what_enable_writes_the_shim_accepts_to_the_grammar_s_limits() {
         let written = fs::read_to_string(&f).unwrap();
         assert_eq!(&written, want, "{args:?}");
         // What was written reads back as on, with nothing malformed.
-        let v: Value =
-            serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout)
-                .unwrap();
+        let v: Value = serde_json::from_slice(
+            &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+        )
+        .unwrap();
         assert_eq!(v["state"], "on", "{args:?}: {v}");
     }
 }
@@ -207,7 +224,10 @@ fn status_text_and_json() {
         .success()
         .stdout(predicate::str::contains("absent: env decides"))
         .stdout(predicate::str::contains(&file));
-    let absent: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
+    let absent: Value = serde_json::from_slice(
+        &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+    )
+    .unwrap();
     assert_eq!(
         absent,
         json!({"file": file, "present": false, "state": "absent", "xid": null, "devices": null,
@@ -234,7 +254,10 @@ fn status_text_and_json() {
          percent=0.50 count=2 functions=cudaMalloc,@sync seed=11\n",
     )
     .unwrap();
-    let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
+    let v: Value = serde_json::from_slice(
+        &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+    )
+    .unwrap();
     assert_eq!(v["state"], "on");
     assert_eq!(v["xid"], 79);
     assert_eq!(v["devices"], json!(["0", "GPU-12345678-aaaa-2222-3333-444455556666"]));
@@ -256,12 +279,18 @@ fn status_text_and_json() {
         .stdout(predicate::str::contains("sticky:      yes\n"));
 
     fs::write(&f, "0\n").unwrap();
-    let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
+    let v: Value = serde_json::from_slice(
+        &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+    )
+    .unwrap();
     assert_eq!((v["state"].as_str(), v["present"].as_bool()), (Some("off"), Some(true)));
 
     // What the shim accepts: any whitespace; an XID outside the table (the shim uses the pod's).
     fs::write(&f, "1\t 48\r\n").unwrap();
-    let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
+    let v: Value = serde_json::from_slice(
+        &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+    )
+    .unwrap();
     assert_eq!((v["state"].as_str(), v["xid"].as_u64()), (Some("on"), Some(48)));
     fs::write(&f, "1 999\n").unwrap();
     cf().args(["status", "--file", p(&f)])
@@ -273,12 +302,27 @@ fn status_text_and_json() {
     // Exactly what the shim refuses: over 1024 bytes, bad values of every key.
     let too_long = format!("1 48{}\n", " ".repeat(1021));
     assert_eq!(too_long.len(), 1026);
-    for bad in ["", "yes\n", "1 48 49\n", "1 48 colour=red\n", "1 mode=explode\n", too_long.as_str(), "1 devices=64\n",
-        "1 devices=GPU-12345678-abcd\n", "1 after_ms=18446744073709551616\n", "1 sticky=2\n", "1 percent=0\n",
-        "1 count=0\n", "1 functions=nvmlShutdown\n", "\x0b1\x0b48 x"]
-    {
+    for bad in [
+        "",
+        "yes\n",
+        "1 48 49\n",
+        "1 48 colour=red\n",
+        "1 mode=explode\n",
+        too_long.as_str(),
+        "1 devices=64\n",
+        "1 devices=GPU-12345678-abcd\n",
+        "1 after_ms=18446744073709551616\n",
+        "1 sticky=2\n",
+        "1 percent=0\n",
+        "1 count=0\n",
+        "1 functions=nvmlShutdown\n",
+        "\x0b1\x0b48 x",
+    ] {
         fs::write(&f, bad).unwrap();
-        let v: Value = serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout).unwrap();
+        let v: Value = serde_json::from_slice(
+            &cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout,
+        )
+        .unwrap();
         assert_eq!(v["state"], "invalid", "{bad:?}");
         assert_eq!(v["present"], true);
         assert_eq!(v["raw"], bad[..bad.len().min(1025)], "raw: the bytes the shim reads");
@@ -298,7 +342,11 @@ fn toggle_file_env_and_default_path() {
     let f = d.path().join("from-env");
     cf().env("CUDA_FAULT_TOGGLE_FILE", &f).args(["enable", "--xid", "79"]).assert().success();
     assert_eq!(fs::read_to_string(&f).unwrap(), "1 79\n");
-    cf().env("CUDA_FAULT_TOGGLE_FILE", &f).arg("status").assert().success().stdout(predicate::str::contains(f.display().to_string()));
+    cf().env("CUDA_FAULT_TOGGLE_FILE", &f)
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(f.display().to_string()));
     // --file wins over the environment.
     let g = d.path().join("from-flag");
     cf().env("CUDA_FAULT_TOGGLE_FILE", &f).args(["disable", "--file", p(&g)]).assert().success();
@@ -307,7 +355,10 @@ fn toggle_file_env_and_default_path() {
     cf().env("CUDA_FAULT_TOGGLE_FILE", &f).arg("clean").assert().success();
     assert!(!f.exists());
     for cmd in ["enable", "disable", "status", "clean"] {
-        cf().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("/host-fault/cuda_fault_enabled"));
+        cf().args([cmd, "--help"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("/host-fault/cuda_fault_enabled"));
     }
     cf().args(["status", "--json"])
         .assert()
@@ -346,10 +397,14 @@ fn directory_at_the_target_exits_21() {
         assert!(one_line(&out.stderr).contains("is a directory"), "{args:?}");
     }
     // status says what the shim makes of it.
-    let v: Value =
-        serde_json::from_slice(&cf().args(["status", "--json", "--file", p(&dir)]).assert().success().get_output().stdout)
-            .unwrap();
-    assert_eq!((v["state"].as_str(), v["error"].as_str()), (Some("invalid"), Some("it is a directory, not a regular file")));
+    let v: Value = serde_json::from_slice(
+        &cf().args(["status", "--json", "--file", p(&dir)]).assert().success().get_output().stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["error"].as_str()),
+        (Some("invalid"), Some("it is a directory, not a regular file"))
+    );
     assert!(dir.is_dir());
     assert_eq!(names_in(d.path()), ["t"], "nothing half-written");
 }
@@ -378,9 +433,10 @@ fn device_nodes_fifos_and_sockets_are_never_replaced_or_removed() {
         let after = fs::symlink_metadata(target).unwrap();
         assert_eq!((before.ino(), before.file_type()), (after.ino(), after.file_type()), "{kind} was replaced");
         // status never blocks on a FIFO and says the shim treats it as off.
-        let v: Value =
-            serde_json::from_slice(&cf().args(["status", "--json", "--file", p(target)]).assert().success().get_output().stdout)
-                .unwrap();
+        let v: Value = serde_json::from_slice(
+            &cf().args(["status", "--json", "--file", p(target)]).assert().success().get_output().stdout,
+        )
+        .unwrap();
         assert_eq!(v["state"], "invalid", "{kind}");
         assert_eq!(v["error"], format!("it is {kind}, not a regular file"));
     }
@@ -434,9 +490,7 @@ fn read_only_file_system_exits_30() {
     let mnt = d.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let script = r#"mount -t tmpfs -o ro tmpfs "$1" || exit 99; shift; exec "$@""#;
-    let probe = StdCommand::new("unshare")
-        .args(["--mount", "sh", "-c", script, "sh", p(&mnt), "true"])
-        .status();
+    let probe = StdCommand::new("unshare").args(["--mount", "sh", "-c", script, "sh", p(&mnt), "true"]).status();
     // CI and the developer machines run as root, where this works; never pass silently.
     assert!(
         matches!(probe, Ok(s) if s.success()),
@@ -466,7 +520,10 @@ fn other_io_errors_exit_74() {
     let out = cf().args(["enable", "--file", p(&plain.join("t"))]).assert().code(74).get_output().clone();
     one_line(&out.stderr);
     // The shim sees no file there (ENOTDIR): its environment decides, and status says so.
-    cf().args(["status", "--file", p(&plain.join("t"))]).assert().success().stdout(predicate::str::contains("absent: env decides"));
+    cf().args(["status", "--file", p(&plain.join("t"))])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("absent: env decides"));
 }
 
 #[test]
@@ -489,10 +546,23 @@ fn concurrent_writers_never_expose_a_partial_or_empty_file() {
     };
     let a = writer(vec!["disable".into(), "enable".into()], 150);
     let b = writer(
-        ["enable", "enable", "--xid", "79", "--devices", "0,1,2,3,GPU-8f2c1a3e-1111-2222-3333-444455556666",
-         "--after-calls", "123456", "--after", "654321", "--mode", "hang", "--sticky"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "enable",
+            "enable",
+            "--xid",
+            "79",
+            "--devices",
+            "0,1,2,3,GPU-8f2c1a3e-1111-2222-3333-444455556666",
+            "--after-calls",
+            "123456",
+            "--after",
+            "654321",
+            "--mode",
+            "hang",
+            "--sticky",
+        ]
+        .map(String::from)
+        .to_vec(),
         150,
     );
     // A second pair of writers in-process, through the library, for many more interleavings.
@@ -548,7 +618,8 @@ fn xids_text_and_json_come_from_the_table() {
         assert!(line.contains(row.description));
     }
     assert_eq!(text.lines().count(), table.len() + 2, "header + rows + footnote");
-    let v: Value = serde_json::from_slice(&cf().args(["xids", "--json"]).assert().success().get_output().stdout).unwrap();
+    let v: Value =
+        serde_json::from_slice(&cf().args(["xids", "--json"]).assert().success().get_output().stdout).unwrap();
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), table.len());
     for (j, r) in rows.iter().zip(&table) {
@@ -611,7 +682,8 @@ fn install_copies_the_library_atomically() {
     assert_eq!(fs::read(out2.join("cuda_intercept.so")).unwrap(), b"\x7fELF beside");
 
     // Missing --from source, a directory as source, a symlink at the destination.
-    let out = cf().args(["install", p(&dest), "--from", p(&d.path().join("nope.so"))]).assert().code(66).get_output().clone();
+    let out =
+        cf().args(["install", p(&dest), "--from", p(&d.path().join("nope.so"))]).assert().code(66).get_output().clone();
     one_line(&out.stderr);
     cf().args(["install", p(&dest), "--from", p(d.path())]).assert().code(66);
     let dest3 = d.path().join("d3");

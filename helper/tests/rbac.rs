@@ -1,11 +1,13 @@
-//! `manifests/rbac/` grants exactly the calls cuda-fault makes (`cluster::RBAC`, which the mock
-//! tests check every request against), and everything carries the managed-by label.
+//! `manifests/rbac/` grants exactly the calls the helper makes (`cluster::RBAC` for `node` and
+//! `verify`, `cluster::HOLD_RBAC` for the fault DaemonSet's hold pods; the mock tests check every
+//! request against them), binds them to the right subjects, and everything carries the
+//! managed-by label.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
-use cuda_fault::cluster::{DEFAULT_NAMESPACE, MANAGED_BY, MANAGED_BY_KEY, RBAC};
+use cuda_fault::cluster::{Rule, Scope, DEFAULT_NAMESPACE, HOLD_NAME, HOLD_RBAC, MANAGED_BY, MANAGED_BY_KEY, RBAC};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -40,11 +42,8 @@ fn rules(rules: &[PolicyRule]) -> BTreeSet<(String, String, String)> {
     out
 }
 
-fn wanted(namespaced: bool) -> BTreeSet<(String, String, String)> {
-    RBAC.iter()
-        .filter(|r| r.3 == namespaced)
-        .map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string()))
-        .collect()
+fn wanted(rules: &[Rule], scope: Scope) -> BTreeSet<(String, String, String)> {
+    rules.iter().filter(|r| r.3 == scope).map(|(g, r, v, _)| (g.to_string(), r.to_string(), v.to_string())).collect()
 }
 
 #[test]
@@ -62,35 +61,54 @@ fn kustomization_lists_every_manifest() {
 
 #[test]
 fn roles_grant_exactly_what_the_code_calls() {
-    let cr: ClusterRole = load("clusterrole.yaml");
-    managed(&cr.metadata, "clusterrole.yaml");
-    assert_eq!(rules(cr.rules.as_deref().unwrap_or_default()), wanted(false), "ClusterRole");
-
-    let role: Role = load("role.yaml");
-    managed(&role.metadata, "role.yaml");
-    assert_eq!(role.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
-    assert_eq!(rules(role.rules.as_deref().unwrap_or_default()), wanted(true), "Role");
-    // Never exec, never write to pods.
-    assert!(!RBAC.iter().any(|r| r.1 == "pods/exec" || (r.1 == "pods" && r.2 != "list")));
+    for (cluster_file, role_file, declared) in
+        [("clusterrole.yaml", "role.yaml", RBAC), ("hold-clusterrole.yaml", "hold-role.yaml", HOLD_RBAC)]
+    {
+        let cr: ClusterRole = load(cluster_file);
+        managed(&cr.metadata, cluster_file);
+        assert_eq!(rules(cr.rules.as_deref().unwrap_or_default()), wanted(declared, Scope::Cluster), "{cluster_file}");
+        let role: Role = load(role_file);
+        managed(&role.metadata, role_file);
+        assert_eq!(role.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+        assert_eq!(
+            rules(role.rules.as_deref().unwrap_or_default()),
+            wanted(declared, Scope::ToolNamespace),
+            "{role_file}"
+        );
+    }
+    // Never exec, never write to pods or to workloads; the hold pods only read.
+    for (_, resource, verb, _) in RBAC.iter().chain(HOLD_RBAC) {
+        assert!(
+            *resource != "pods/exec"
+                && (!["pods", "deployments", "statefulsets", "daemonsets", "dynamographdeployments"]
+                    .contains(resource)
+                    || ["get", "list"].contains(verb)),
+            "{resource} {verb}"
+        );
+    }
+    assert!(HOLD_RBAC.iter().all(|r| r.2 == "get"));
 }
 
 #[test]
-fn bindings_namespace_and_service_account() {
-    let crb: ClusterRoleBinding = load("clusterrolebinding.yaml");
-    managed(&crb.metadata, "clusterrolebinding.yaml");
-    assert_eq!((crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()), ("ClusterRole", "cuda-fault"));
-    let rb: RoleBinding = load("rolebinding.yaml");
-    managed(&rb.metadata, "rolebinding.yaml");
-    assert_eq!(rb.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
-    assert_eq!((rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()), ("Role", "cuda-fault"));
-    for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
-        assert!(subjects.iter().any(|s| s.kind == "ServiceAccount"
-            && s.name == "cuda-fault"
-            && s.namespace.as_deref() == Some(DEFAULT_NAMESPACE)));
+fn bindings_namespace_and_service_accounts() {
+    for (prefix, role, account) in [("", "cuda-fault", "cuda-fault"), ("hold-", HOLD_NAME, HOLD_NAME)] {
+        let crb: ClusterRoleBinding = load(&format!("{prefix}clusterrolebinding.yaml"));
+        managed(&crb.metadata, "clusterrolebinding");
+        assert_eq!((crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()), ("ClusterRole", role));
+        let rb: RoleBinding = load(&format!("{prefix}rolebinding.yaml"));
+        managed(&rb.metadata, "rolebinding");
+        assert_eq!(rb.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+        assert_eq!((rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()), ("Role", role));
+        for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
+            assert!(subjects.iter().any(|s| s.kind == "ServiceAccount"
+                && s.name == account
+                && s.namespace.as_deref() == Some(DEFAULT_NAMESPACE)));
+        }
+        let sa: ServiceAccount = load(&format!("{prefix}serviceaccount.yaml"));
+        managed(&sa.metadata, "serviceaccount");
+        assert_eq!(sa.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
+        assert_eq!(sa.metadata.name.as_deref(), Some(account));
     }
-    let sa: ServiceAccount = load("serviceaccount.yaml");
-    managed(&sa.metadata, "serviceaccount.yaml");
-    assert_eq!(sa.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
 
     let ns: Namespace = load("namespace.yaml");
     managed(&ns.metadata, "namespace.yaml");

@@ -23,7 +23,12 @@ fn cf(args: &[&str]) -> assert_cmd::assert::Assert {
     c.args(args).timeout(Duration::from_secs(400));
     let a = c.assert();
     let o = a.get_output();
-    eprintln!("$ cuda-fault {}\n{}{}", args.join(" "), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    eprintln!(
+        "$ cuda-fault {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     a
 }
 

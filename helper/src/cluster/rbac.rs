@@ -1,0 +1,62 @@
+//! Every API call the helper makes, as RBAC rules. `manifests/rbac/` grants exactly these (a test
+//! checks both directions) and the mock tests check that no call falls outside them.
+
+/// Where a rule is granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// A ClusterRole: cluster-scoped resources, or namespaced ones in any namespace.
+    Cluster,
+    /// A Role in the tool's namespace (`cuda-fault`).
+    ToolNamespace,
+}
+
+/// (API group, resource, verb, scope).
+pub type Rule = (&'static str, &'static str, &'static str, Scope);
+
+/// The `cuda-fault` ServiceAccount and the `cuda-fault-operators` group: `node` and `verify`.
+pub const RBAC: &[Rule] = &[
+    // `node`: check NODE; `--all --selector`.
+    ("", "nodes", "get", Scope::Cluster),
+    ("", "nodes", "list", Scope::Cluster),
+    // `verify`: the workload's selector, its pods in any namespace.
+    ("", "pods", "list", Scope::Cluster),
+    ("apps", "deployments", "get", Scope::Cluster),
+    ("apps", "statefulsets", "get", Scope::Cluster),
+    ("apps", "daemonsets", "get", Scope::Cluster),
+    ("nvidia.com", "dynamographdeployments", "get", Scope::Cluster),
+    // The node Job, its pod and log; `verify` also lists the hold pods here.
+    ("batch", "jobs", "create", Scope::ToolNamespace),
+    ("batch", "jobs", "get", Scope::ToolNamespace),
+    ("batch", "jobs", "delete", Scope::ToolNamespace),
+    ("", "pods", "list", Scope::ToolNamespace),
+    ("", "pods/log", "get", Scope::ToolNamespace),
+];
+
+/// The `cuda-fault-hold` ServiceAccount of the fault DaemonSet's pods: what they read when they
+/// stop (their own pod, its DaemonSet, their node).
+pub const HOLD_RBAC: &[Rule] = &[
+    ("", "nodes", "get", Scope::Cluster),
+    ("", "pods", "get", Scope::ToolNamespace),
+    ("apps", "daemonsets", "get", Scope::ToolNamespace),
+];
+
+/// Whether `rules` allow `verb` on `resource` of `group` in `namespace` (None: cluster-scoped),
+/// with the Role bound in `tool_namespace` (`cuda-fault`, or what `--namespace` chose).
+pub fn allows(
+    rules: &[Rule],
+    group: &str,
+    resource: &str,
+    verb: &str,
+    namespace: Option<&str>,
+    tool_namespace: &str,
+) -> bool {
+    rules.iter().any(|&(g, r, v, scope)| {
+        g == group
+            && r == resource
+            && v == verb
+            && match scope {
+                Scope::Cluster => true,
+                Scope::ToolNamespace => namespace == Some(tool_namespace),
+            }
+    })
+}
