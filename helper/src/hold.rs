@@ -175,7 +175,7 @@ pub fn run(path: &Path, line: &Line, out: &mut dyn Write) -> Result<(), Failure>
     let pod = pod_from_env();
     let _ = writeln!(
         out,
-        "holding {:?} in {}: {} until this pod stops",
+        "holding {:?} in {} until this pod stops: {}",
         toggle::render(line).trim_end(),
         path.display(),
         toggle::effect(line)

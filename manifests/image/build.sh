@@ -2,7 +2,7 @@
 # Builds the cuda-fault image without a daemon and writes it as an OCI archive.
 #   manifests/image/build.sh [x86_64|aarch64] [OUTPUT.tar]
 # - the shim for glibc >= 2.17 (cargo-zigbuild), so it loads in every CUDA image in use;
-# - the helper as a static musl binary (runs in FROM scratch);
+# - the helper and cuda-fault-kustomize as static musl binaries (they run in FROM scratch);
 # - buildah (vfs storage, chroot isolation: no daemon, no privileges beyond root in CI).
 # Prints "IMAGE ARCHIVE" on the last line. Needs: rustup targets, cargo-zigbuild, buildah.
 #
@@ -11,10 +11,11 @@
 #   CUDA_FAULT_IMAGE_TARGET_DIR  cargo target dir of these builds (default target/image-build).
 #       A target dir of its own: `cargo test` holds the lock of the workspace target dir for its
 #       whole run, so a test that runs this script with that same dir would wait forever.
-#   CUDA_FAULT_IMAGE_STAGE_DIR   where the two files are staged (default <target dir>/stage-ARCH;
+#   CUDA_FAULT_IMAGE_STAGE_DIR   where the three files are staged (default <target dir>/stage-ARCH;
 #       emptied first).
-#   CUDA_FAULT_IMAGE_STAGE_ONLY=1  build and stage the two files only (no buildah); the last
-#       line is then the staging directory (holding cuda-fault and cuda_intercept.so).
+#   CUDA_FAULT_IMAGE_STAGE_ONLY=1  build and stage the three files only (no buildah); the last
+#       line is then the staging directory (holding cuda-fault, cuda-fault-kustomize and
+#       cuda_intercept.so).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ARCH=${1:-x86_64}
@@ -34,7 +35,8 @@ if [ "$STAGE_ONLY" != 1 ]; then
 fi
 
 cargo zigbuild --release -p cuda-fault-shim --target "$ARCH-unknown-linux-gnu.2.17" --target-dir "$TARGET_DIR" >&2
-cargo zigbuild --release -p cuda-fault --target "$ARCH-unknown-linux-musl" --target-dir "$TARGET_DIR" >&2
+# One build for both static binaries: they share most dependencies.
+cargo zigbuild --release -p cuda-fault -p cuda-fault-kustomize --target "$ARCH-unknown-linux-musl" --target-dir "$TARGET_DIR" >&2
 
 STAGE=${CUDA_FAULT_IMAGE_STAGE_DIR:-$TARGET_DIR/stage-$ARCH}
 rm -rf "$STAGE" && mkdir -p "$STAGE"
@@ -49,8 +51,10 @@ case "$ARCH" in
 esac
 command -v patchelf >/dev/null || { echo "patchelf is missing: apt-get install patchelf" >&2; exit 1; }
 patchelf --remove-needed "$LOADER" "$STAGE/cuda_intercept.so"
-cp "$TARGET_DIR/$ARCH-unknown-linux-musl/release/cuda-fault" "$STAGE/cuda-fault"
-chmod 0755 "$STAGE/cuda-fault" "$STAGE/cuda_intercept.so"
+for bin in cuda-fault cuda-fault-kustomize; do
+  cp "$TARGET_DIR/$ARCH-unknown-linux-musl/release/$bin" "$STAGE/$bin"
+done
+chmod 0755 "$STAGE/cuda-fault" "$STAGE/cuda-fault-kustomize" "$STAGE/cuda_intercept.so"
 if [ "$STAGE_ONLY" = 1 ]; then
   echo "$(cd "$STAGE" && pwd)"
   exit 0

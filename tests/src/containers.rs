@@ -1,10 +1,13 @@
 //! Real OCI containers without a daemon, for the tests and the demo: a podman with a store of
-//! its own, a worker image assembled FROM scratch from the fake CUDA stack, and the security
-//! settings of the pod spec the kustomize overlays produce.
+//! its own, a worker image assembled FROM scratch from the fake CUDA stack, and the pods of the
+//! Kubernetes layer with the security settings their specs carry: the injected worker (init
+//! container, shim preloaded, the node's toggle directory read-only), the fault DaemonSet's hold
+//! pod (the image's `cuda-fault hold`, asking a fake API server when stopped) and the node Job.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use crate::{finish, fixture, require_tool, Run};
@@ -20,8 +23,11 @@ pub const TOGGLE: &str = "/host-fault/cuda_fault_enabled";
 /// The init container: read-only root, non-root, no capabilities, no escalation.
 pub const LOCKED_DOWN: [&str; 7] =
     ["--read-only", "--user", "65532:65532", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
-/// The node Job: uid 0 (the hostPath directory is root's) and nothing else.
-pub const NODE_JOB: [&str; 7] = ["--read-only", "--user", "0:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
+/// The node Job and the hold pod: uid 0 (the hostPath directory is root's) and nothing else.
+pub const NODE_JOB: [&str; 7] =
+    ["--read-only", "--user", "0:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
+/// Where the hold pod mounts the fault ConfigMap (kustomize/fault/daemonset.yaml).
+pub const FAULT_CONFIG: &str = "/etc/cuda-fault/fault";
 
 /// A podman with a store of its own under `dir`; everything in it is removed on drop.
 pub struct Podman {
@@ -152,19 +158,9 @@ pub fn walk(root: &Path, dir: &Path, files: &mut BTreeSet<String>, dirs: &mut BT
     }
 }
 
-/// Removes a directory when dropped (declared before the Podman, it goes after it).
-pub struct RemoveOnDrop(pub PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-
 /// Pods on "nodes" (host directories standing for /var/lib/cuda-fault-test), the way the
-/// kustomize overlays run them: every pod start runs the image's init container into a fresh
-/// volume, then the worker; the image's helper stands in for the node Job.
+/// generated Component runs them: every pod start runs the image's init container into a fresh
+/// volume, then the worker; the image's helper stands in for the hold pod and the node Job.
 pub struct Cluster<'a> {
     podman: &'a Podman,
     image: String,
@@ -213,13 +209,20 @@ impl<'a> Cluster<'a> {
         install.extend(LOCKED_DOWN);
         install.extend(["-v", rw.as_str(), self.image.as_str(), "install", EMPTYDIR]);
         self.podman.ok(&install);
-        let mut args: Vec<String> = ["run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000", "--cap-drop", "ALL"]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> =
+            ["run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000", "--cap-drop", "ALL"]
+                .map(String::from)
+                .to_vec();
         args.extend(["--security-opt".into(), "no-new-privileges".into()]);
-        args.extend(["-v".into(), format!("{volume}:{EMPTYDIR}:ro"), "-v".into(), Self::node_mount(node)]);
+        // As injected: the shim and the node's toggle directory read-only, LD_PRELOAD and nothing
+        // else (faults off until the toggle file says otherwise).
+        args.extend([
+            "-v".into(),
+            format!("{volume}:{EMPTYDIR}:ro"),
+            "-v".into(),
+            format!("{}:ro", Self::node_mount(node)),
+        ]);
         args.extend(["-e".into(), format!("LD_PRELOAD={EMPTYDIR}/cuda_intercept.so")]);
-        args.extend(["-e".into(), "CUDA_FAULT_INJECTION_ENABLED=0".into(), "-e".into(), "CUDA_XID_TYPE=79".into()]);
         for e in extra_env {
             args.extend(["-e".into(), e.to_string()]);
         }
@@ -237,5 +240,82 @@ impl<'a> Cluster<'a> {
         self.podman.ok(&["volume", "rm", &volume]);
         r
     }
+
+    /// "Applies" the fault on `node`: a hold pod of the fault DaemonSet, the image's
+    /// `cuda-fault hold` as kustomize/fault runs it (uid 0, read-only root, no capabilities, the
+    /// node's directory read-write, the fault ConfigMap `config` read-only) with the downward
+    /// API's variables and a kubeconfig for the fake API server on the host network. Returns once
+    /// it said it holds the file.
+    pub fn hold(&self, node: &Path, node_name: &str, pod: &str, config: &Path, kubeconfig: &Path) -> Hold {
+        let (mount, conf, kube) = (
+            Self::node_mount(node),
+            format!("{}:{FAULT_CONFIG}:ro", config.display()),
+            format!("{}:/etc/cuda-fault/kubeconfig:ro", kubeconfig.display()),
+        );
+        let env = [format!("POD_NAME={pod}"), "POD_NAMESPACE=cuda-fault".into(), format!("NODE_NAME={node_name}")];
+        let mut args = vec!["run", "--rm", "--name", pod, "--network", "host"];
+        args.extend(NODE_JOB);
+        args.extend(["-v", &mount, "-v", &conf, "-v", &kube, "-e", "KUBECONFIG=/etc/cuda-fault/kubeconfig"]);
+        for e in &env {
+            args.extend(["-e", e.as_str()]);
+        }
+        args.extend([self.image.as_str(), "hold", "--file", TOGGLE, "--config", FAULT_CONFIG]);
+        Hold::start(self.podman.command(&args), pod)
+    }
+
+    /// Stops a hold pod the way the kubelet does (SIGTERM) and waits for it.
+    pub fn stop(&self, hold: Hold) -> Run {
+        self.podman.ok(&["kill", "--signal", "TERM", &hold.name]);
+        hold.wait()
+    }
 }
 
+/// A running `cuda-fault hold` (a container, or a plain process in the demo).
+pub struct Hold {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    name: String,
+    /// The line it printed when it wrote the file.
+    pub started: String,
+}
+
+impl Hold {
+    /// Spawns `cmd` (stdout piped) and waits for its "holding ..." line.
+    pub fn start(mut cmd: Command, name: &str) -> Hold {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("start cuda-fault hold");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut started = String::new();
+        if out.read_line(&mut started).unwrap_or(0) == 0 || !started.starts_with("holding ") {
+            let r = finish(child, T);
+            panic!("cuda-fault hold did not start: {started}\n{}", r.describe());
+        }
+        Hold { child, out, name: name.to_string(), started: started.trim_end().to_string() }
+    }
+
+    /// The process id (of `podman run` for a container).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to end; its remaining output is the Run's stdout.
+    pub fn wait(mut self) -> Run {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.out, &mut rest);
+        let mut r = finish(self.child, T);
+        r.stdout = rest;
+        r
+    }
+}
+
+/// A directory laid out as the kubelet mounts a ConfigMap: a timestamped directory holding the
+/// values, `..data` pointing at it, and one symlink per key.
+pub fn config_map_dir(dir: &Path, entries: &[(&str, &str)]) -> PathBuf {
+    let stamp = dir.join("..2026_01_01_00_00_00.000000001");
+    std::fs::create_dir_all(&stamp).unwrap();
+    for (key, value) in entries {
+        std::fs::write(stamp.join(key), value).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{key}"), dir.join(key)).unwrap();
+    }
+    std::os::unix::fs::symlink(stamp.file_name().unwrap(), dir.join("..data")).unwrap();
+    dir.to_path_buf()
+}

@@ -7,6 +7,7 @@
 //! exact lines they print.
 
 pub mod containers;
+pub mod fake_api;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! The shipped binaries, as manifests/image/build.sh builds them for the image (cargo-zigbuild):
 //! the x86_64 and aarch64 shims load on glibc 2.17 (Ubuntu 20.04, UBI 8 and every CUDA base
 //! image in use), need no CUDA library, and export one symbol set (both generated from
-//! shim/hooks.list); the helpers are static (they run in a FROM scratch image).
+//! shim/hooks.list); the helpers and the generators (cuda-fault-kustomize) are static (they run
+//! in a FROM scratch image).
 
 use std::collections::BTreeSet;
 
@@ -91,24 +92,25 @@ fn both_architectures_export_the_same_symbols_as_the_tested_shim() {
 }
 
 #[test]
-fn shipped_helpers_are_static() {
+fn shipped_helpers_and_generators_are_static() {
     for (arch, machine) in ARCHES {
         let helper = shipped(arch).helper;
-        let bytes = std::fs::read(&helper).unwrap();
-        let elf = Elf::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", helper.display()));
-        assert_eq!(elf.header.e_machine, machine, "{} is not an {arch} ELF", helper.display());
-        assert!(elf.interpreter.is_none(), "{arch}: the helper has an interpreter {:?}", elf.interpreter);
-        assert!(
-            !elf.program_headers.iter().any(|p| p.p_type == PT_INTERP),
-            "{arch}: the helper has a PT_INTERP header"
-        );
-        assert!(elf.libraries.is_empty(), "{arch}: the helper needs {:?}", elf.libraries);
+        let generator = helper.with_file_name("cuda-fault-kustomize");
+        for binary in [helper, generator] {
+            let bytes = std::fs::read(&binary).unwrap();
+            let name = binary.display();
+            let elf = Elf::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(elf.header.e_machine, machine, "{name} is not an {arch} ELF");
+            assert!(elf.interpreter.is_none(), "{name} has an interpreter {:?}", elf.interpreter);
+            assert!(!elf.program_headers.iter().any(|p| p.p_type == PT_INTERP), "{name} has a PT_INTERP header");
+            assert!(elf.libraries.is_empty(), "{name} needs {:?}", elf.libraries);
+        }
     }
-    // The x86_64 one runs here as it would in FROM scratch: nothing to load.
-    let out = std::process::Command::new(shipped("x86_64").helper)
-        .arg("--help")
-        .env_clear()
-        .output()
-        .expect("run the static helper");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The x86_64 ones run here as they would in FROM scratch: nothing to load.
+    let helper = shipped("x86_64").helper;
+    for binary in [helper.clone(), helper.with_file_name("cuda-fault-kustomize")] {
+        let out =
+            std::process::Command::new(&binary).arg("--help").env_clear().output().expect("run the static binary");
+        assert!(out.status.success(), "{}: {}", binary.display(), String::from_utf8_lossy(&out.stderr));
+    }
 }

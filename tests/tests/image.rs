@@ -4,7 +4,9 @@
 //! named volume (the emptyDir); a worker image assembled FROM scratch from the fake CUDA stack
 //! preloads the shim from that volume and reads the toggle in a host directory (the hostPath
 //! /host-fault) that the image's own `enable`, `disable` and `clean` write (uid 0, no
-//! capabilities: the node Job). The image holds exactly the helper and the shim.
+//! capabilities: the node Job). The image holds exactly the helper, the shim and the static
+//! generator of the injection Component, which runs from the image with `--entrypoint` and
+//! prints what the tested generator prints.
 //!
 //! Everything runs in a podman store of this test process (its own --root, --runroot, --tmpdir
 //! and containers.conf under a scratch directory), removed at the end, also on failure. Needs
@@ -12,13 +14,13 @@
 //! fails, never skips, without them.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use cuda_fault_tests::containers::{
-    build_worker, walk, Cluster, Podman, EMPTYDIR, HOSTPATH, LOCKED_DOWN, TOGGLE,
-};
-use cuda_fault_tests::{fixture, run_image_build, scratch_dir, Run};
+use cuda_fault_tests::containers::{build_worker, walk, Cluster, Podman, EMPTYDIR, HOSTPATH, LOCKED_DOWN, T, TOGGLE};
+use cuda_fault_tests::{finish, fixture, run_image_build, scratch_dir, workspace_root, Run};
 #[test]
 fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() {
     let scratch = scratch_dir("image");
@@ -43,7 +45,7 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     let size = podman.ok(&["image", "inspect", "--format", "{{.Size}}", &image]).stdout.trim().to_string();
     eprintln!("image size: {size} bytes");
 
-    // (c) The image: exactly the two files, the helper as entrypoint, uid 65532.
+    // (c) The image: exactly the three files, the helper as entrypoint, uid 65532.
     let inspect = |format: &str| podman.ok(&["image", "inspect", "--format", format, &image]).stdout.trim().to_string();
     assert_eq!(inspect("{{json .Config.Entrypoint}}"), r#"["/usr/local/bin/cuda-fault"]"#);
     assert_eq!(inspect("{{.Config.User}}"), "65532:65532");
@@ -56,13 +58,41 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     podman.ok(&["image", "unmount", &image]);
     assert_eq!(
         files,
-        BTreeSet::from(["/usr/local/bin/cuda-fault".to_string(), "/usr/local/bin/cuda_intercept.so".to_string()]),
-        "the image must hold the helper and the shim and nothing else"
+        BTreeSet::from(
+            ["/usr/local/bin/cuda-fault", "/usr/local/bin/cuda-fault-kustomize", "/usr/local/bin/cuda_intercept.so"]
+                .map(String::from)
+        ),
+        "the image must hold the helper, the generator and the shim, and nothing else"
     );
     assert_eq!(dirs, BTreeSet::from(["/usr", "/usr/local", "/usr/local/bin"].map(String::from)));
     // No shell to run.
     let r = podman.run(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", &image, "-c", "true"]);
     assert!(!r.success(), "a shell ran in the image:\n{}", r.describe());
+
+    // The generator, as a user without a Rust toolchain runs it: the rendered workloads on stdin
+    // of `podman run -i --entrypoint /usr/local/bin/cuda-fault-kustomize IMAGE generate`. It
+    // prints exactly the checked-in example (which another test keeps equal to the generator's).
+    let example = workspace_root().join("kustomize/examples/dgd-flow");
+    let rendered = Command::new("kubectl").arg("kustomize").arg(example.join("my-app")).output().expect("run kubectl");
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let mut generate = podman.command(&[
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "/usr/local/bin/cuda-fault-kustomize",
+        &image,
+        "generate",
+        "--envfrom-without-ld-preload",
+        "hf-token-secret",
+    ]);
+    let mut child = generate.stdin(Stdio::piped()).spawn().expect("run the generator in the image");
+    child.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
+    let r = finish(child, T);
+    assert!(r.success(), "{}", r.describe());
+    assert_eq!(r.stdout, std::fs::read_to_string(example.join("my-app-cuda-fault/kustomization.yaml")).unwrap());
 
     // (a) The init container fills the emptyDir.
     let volume = format!("cuda-fault-image-test-{id}");
@@ -77,11 +107,15 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     eprintln!("init container (podman run ... install): {:.3} s", copy_time.as_secs_f64());
     assert_eq!(
         r.lines(),
-        [format!("installed /usr/local/bin/cuda_intercept.so -> /cuda-fault/cuda_intercept.so ({} bytes)", shipped_shim.len())],
+        [format!(
+            "installed /usr/local/bin/cuda_intercept.so -> /cuda-fault/cuda_intercept.so ({} bytes)",
+            shipped_shim.len()
+        )],
         "{}",
         r.describe()
     );
-    let volume_dir = PathBuf::from(podman.ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", &volume]).stdout.trim());
+    let volume_dir =
+        PathBuf::from(podman.ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", &volume]).stdout.trim());
     let installed = volume_dir.join("cuda_intercept.so");
     assert_eq!(std::fs::read(&installed).unwrap(), shipped_shim, "the installed shim differs from the image's");
     use std::os::unix::fs::PermissionsExt;
@@ -103,9 +137,26 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     let workload_path = workload.display().to_string();
     let run_worker = || {
         podman.run(&[
-            "run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "-v", &mount_ro, "-v", &host_mount, "-e", &preload, &worker,
-            &workload_path, "3",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--user",
+            "1000:1000",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "-v",
+            &mount_ro,
+            "-v",
+            &host_mount,
+            "-e",
+            &preload,
+            &worker,
+            &workload_path,
+            "3",
         ])
     };
     // The node Job: the image's helper on the node's directory (Cluster::node_job adds --file).
@@ -124,9 +175,26 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     // The shim really is loaded in the worker (not just present): the same worker with the
     // environment switch on fails.
     let r = podman.run(&[
-        "run", "--rm", "--network", "none", "--read-only", "--user", "1000:1000", "-v", &mount_ro,
-        "-v", &host_mount, "-e", &preload, "-e", "CUDA_FAULT_INJECTION_ENABLED=1", "-e", "CUDA_XID_TYPE=79",
-        &worker, &workload_path, "3",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--user",
+        "1000:1000",
+        "-v",
+        &mount_ro,
+        "-v",
+        &host_mount,
+        "-e",
+        &preload,
+        "-e",
+        "CUDA_FAULT_INJECTION_ENABLED=1",
+        "-e",
+        "CUDA_XID_TYPE=79",
+        &worker,
+        &workload_path,
+        "3",
     ]);
     assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{}", r.describe());
 

@@ -1,30 +1,78 @@
-//! The seed's recovery story, on one machine, with real containers (podman + runc, no daemon):
-//! two "nodes" (two host directories standing for /var/lib/cuda-fault-test on node A and B);
-//! every pod start runs the image's init container (`install` into a fresh volume, the
-//! emptyDir) and then the worker (read-only, non-root, LD_PRELOAD from the volume, its node's
-//! directory at /host-fault); a restart loop with back-off stands in for the kubelet, and the
-//! image's own `enable` / `clean` stand in for the node Job of `cuda-fault node N …`.
+//! The recovery story on one machine, with real containers (podman + runc, no daemon), told with
+//! the lifecycle of the Kubernetes layer: two "nodes" (host directories standing for
+//! /var/lib/cuda-fault-test on node A and B); every pod start runs the image's init container
+//! (`install` into a fresh volume, the emptyDir) and then the worker, injected once in
+//! passthrough (read-only, non-root, LD_PRELOAD from the volume, its node's directory read-only
+//! at /host-fault); the fault is a hold pod of the fault DaemonSet (the image's `cuda-fault
+//! hold`, uid 0, the node's directory read-write), stopped with SIGTERM as the kubelet does; a
+//! fake Kubernetes API server in this process answers what the hold pod asks when it stops.
 //!
-//! faults on for node A → the worker crashes → restarted on A, it keeps crashing (the marker
-//! lives on the node) → A is cordoned → the worker runs on B and completes → the marker on A is
-//! cleaned → a new worker on A passes; and a fault turned on while a worker runs on B stops it
-//! within moments.
+//! apply the fault on A → the running worker on A fails within a second, without a restart →
+//! restarted on A it keeps crashing → the hold pod is evicted (its DaemonSet still there): the
+//! fault stays on, and its replacement holds it → A is cordoned, the worker serves on B → the
+//! fault resource is deleted: A's marker is gone and A serves again. Then the imperative
+//! `cuda-fault node A enable` made after a hold pod's write is never removed by it, and
+//! `cuda-fault node A clean` ends the story.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::containers::{build_worker, Cluster, Podman};
-use cuda_fault_tests::{finish, fixture, run_image_build, scratch_dir, shipped, Run};
+use cuda_fault_tests::containers::{build_worker, config_map_dir, Cluster, Hold, Podman};
+use cuda_fault_tests::fake_api::{objects, FakeApi};
+use cuda_fault_tests::{finish, fixture, helper_path, run_image_build, scratch_dir, shipped, Run};
 
 fn assert_serves(r: &Run, when: &str) {
     assert_eq!(r.status, 0, "{when}:\n{}", r.describe());
-    assert_eq!(r.lines(), ["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"], "{when}:\n{}", r.describe());
+    assert_eq!(
+        r.lines(),
+        ["devices 2", "step 0 ok", "step 1 ok", "step 2 ok", "workload ok"],
+        "{when}:\n{}",
+        r.describe()
+    );
+}
+
+fn assert_fails_79(r: &Run, when: &str) {
+    assert_eq!(r.status, 1, "{when}:\n{}", r.describe());
+    assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{when}:\n{}", r.describe());
+    assert!(
+        r.stderr.lines().any(|l| l == "[XID 79 SIM] cudaGetDeviceCount -> cudaErrorNoDevice (100)"),
+        "{}",
+        r.describe()
+    );
+}
+
+const HOLDING_79: &str = "holding \"1 79\" in /host-fault/cuda_fault_enabled until this pod stops: faults on: XID 79 \
+                          (GPU_HAS_FALLEN_OFF_THE_BUS); keys not set here come from the pod's CUDA_FAULT_* variables";
+
+/// The fault resource as the fake API shows it: the DaemonSet (this uid) and the two nodes.
+fn apply(api: &FakeApi, uid: &str) {
+    api.set(objects::DAEMONSET_PATH, &objects::daemonset(uid));
+    for node in ["node-a", "node-b"] {
+        api.set(&objects::node_path(node), &objects::node(node, true));
+    }
+}
+
+/// A hold pod of the DaemonSet with `uid` on node A.
+fn hold_on_a(
+    cluster: &Cluster,
+    api: &FakeApi,
+    a: &Path,
+    pod: &str,
+    uid: &str,
+    config: &Path,
+    kubeconfig: &Path,
+) -> Hold {
+    api.set(&objects::pod_path(pod), &objects::hold_pod(pod, "node-a", uid));
+    let hold = cluster.hold(a, "node-a", pod, config, kubeconfig);
+    assert_eq!(hold.started, HOLDING_79);
+    hold
 }
 
 #[test]
-fn a_faulty_node_crash_loops_its_worker_until_cordoned_and_recovers_when_cleaned() {
+fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recovers() {
     let scratch = scratch_dir("story");
-    // `scratch` (and the podman store inside it) is removed when it goes out of scope.
     let podman = Podman::new(&scratch.join("podman"));
     let archive = scratch.join("cuda-fault.tar");
     let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);
@@ -38,63 +86,184 @@ fn a_faulty_node_crash_loops_its_worker_until_cordoned_and_recovers_when_cleaned
     // init container's volume.
     build_worker(&podman, &scratch.join("worker"), &worker, &workload, &shipped("x86_64").shim);
     let cluster = Cluster::new(&podman, image, worker, &workload);
-    let (node_a, node_b) = (Cluster::node_dir(&scratch, "node-a"), Cluster::node_dir(&scratch, "node-b"));
+    let (a, b) = (Cluster::node_dir(&scratch, "node-a"), Cluster::node_dir(&scratch, "node-b"));
+    let marker = a.join("cuda_fault_enabled");
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&scratch);
+    std::fs::create_dir_all(scratch.join("fault")).unwrap();
+    let config = config_map_dir(&scratch.join("fault"), &[("xid", "79")]);
 
-    // Passthrough: the shim is loaded in every worker, faults off.
-    assert_serves(&cluster.pod(&node_a), "passthrough on node A");
+    // Injected once, in passthrough: the shim is loaded, faults are off.
+    assert_serves(&cluster.pod(&a), "passthrough on node A");
 
-    // `cuda-fault node A enable --xid 79`.
-    let r = cluster.node_job(&node_a, &["enable", "--xid", "79"]);
-    assert!(r.stdout.starts_with("wrote \"1 79\""), "{}", r.describe());
-
-    // The kubelet restarts the crashing worker on A with back-off: it fails every time.
-    let mut backoff = Duration::from_millis(50);
-    for attempt in 1..=3 {
-        let r = cluster.pod(&node_a);
-        assert_eq!(r.status, 1, "restart {attempt} on node A:\n{}", r.describe());
-        assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorNoDevice 100"), "{}", r.describe());
-        assert!(r.stderr.lines().any(|l| l == "[XID 79 SIM] cudaGetDeviceCount -> cudaErrorNoDevice (100)"), "{}", r.describe());
-        std::thread::sleep(backoff);
-        backoff *= 2;
-    }
-
-    // NVSentinel cordons A; the scheduler places the worker on B, where it serves.
-    assert_serves(&cluster.pod(&node_b), "rescheduled on node B");
-
-    // `cuda-fault node A clean`: the marker is gone; a new worker on A passes.
-    cluster.node_job(&node_a, &["clean"]);
-    assert!(std::fs::read_dir(&node_a).unwrap().next().is_none(), "node A's directory is not empty");
-    assert_serves(&cluster.pod(&node_a), "node A after clean");
-
-    // A fault turned on while a worker runs on B: it fails within moments.
-    let (volume, args) = cluster.pod_args(&node_b, &["WORKLOAD_FOREVER=1"], &["0", "5"]);
+    // A worker runs on A; the fault is applied (the hold pod starts): it fails mid-run.
+    let (volume, args) = cluster.pod_args(&a, &["WORKLOAD_FOREVER=1"], &["0", "5"]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child = podman.command(&args).spawn().expect("start the worker");
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("step 5 ok") {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the worker on B ended early");
+        assert!(out.read_line(&mut line).unwrap() > 0, "the worker on A ended early");
     }
-    let job_started = Instant::now();
-    cluster.node_job(&node_b, &["enable", "--xid", "48"]);
+    apply(&api, "uid-1");
+    let hold1 = hold_on_a(&cluster, &api, &a, "cuda-fault-hold-a1", "uid-1", &config, &kubeconfig);
+    let written = Instant::now();
     let fail = loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the worker on B ended without a failure line");
+        assert!(out.read_line(&mut line).unwrap() > 0, "the worker on A ended without a failure line");
         if line.starts_with("FAIL ") {
             break line.trim().to_string();
         }
     };
-    let reaction = job_started.elapsed();
+    let reaction = written.elapsed();
     let r = finish(child, Duration::from_secs(60));
-    eprintln!("worker on B failed {} ms after the node Job started (container start included)", reaction.as_millis());
-    assert!(fail.ends_with("cudaErrorECCUncorrectable 214"), "{fail}");
+    eprintln!("the running worker on A failed {} ms after the hold pod wrote the fault", reaction.as_millis());
+    assert!(fail.ends_with(" cudaErrorNoDevice 100"), "{fail}");
     assert_eq!(r.status, 1, "{}", r.describe());
-    assert!(r.stderr.contains("[XID 48 SIM] "), "{}", r.describe());
-    // The poll interval is 10 ms; the node Job's own container start dominates. The bound is
-    // loose because this is a shared 2-core machine, not a benchmark.
-    assert!(reaction < Duration::from_secs(3), "took {reaction:?}");
+    assert!(reaction < Duration::from_secs(1), "took {reaction:?}");
     podman.ok(&["volume", "rm", &volume]);
-    cluster.node_job(&node_b, &["clean"]);
-    assert!(std::fs::read_dir(&node_b).unwrap().next().is_none());
+
+    // The kubelet restarts the worker on A with back-off: it fails every time.
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=2 {
+        assert_fails_79(&cluster.pod(&a), &format!("restart {attempt} on node A"));
+        std::thread::sleep(backoff);
+        backoff *= 2;
+    }
+
+    // The hold pod is evicted (NVSentinel drains A) while the fault resource exists: the fault
+    // stays on, and the replacement pod holds it again.
+    let r = cluster.stop(hold1);
+    assert_eq!(r.status, 0, "{}", r.describe());
+    assert_eq!(
+        r.stdout.trim_end(),
+        "SIGTERM: kept /host-fault/cuda_fault_enabled: DaemonSet cuda-fault/cuda-fault-hold still targets node node-a, so the \
+         fault stays on (this pod was evicted, drained, updated or restarted; its replacement writes the file again)"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n");
+    assert_fails_79(&cluster.pod(&a), "a restart on A after the eviction");
+    let hold2 = hold_on_a(&cluster, &api, &a, "cuda-fault-hold-a2", "uid-1", &config, &kubeconfig);
+
+    // A is cordoned; the scheduler places the worker on B, where it serves.
+    assert_serves(&cluster.pod(&b), "rescheduled on node B");
+
+    // `kubectl delete -k kustomize/xid79`: the DaemonSet is gone, its pod stops and removes the
+    // marker it wrote; A serves again.
+    api.remove(objects::DAEMONSET_PATH);
+    let r = cluster.stop(hold2);
+    assert_eq!(
+        r.stdout.trim_end(),
+        "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was deleted"
+    );
+    assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
+    assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
+
+    // The fault applied again, then `cuda-fault node A enable --xid 48` by hand: deleting the
+    // fault resource leaves that write alone; `cuda-fault node A clean` removes it.
+    apply(&api, "uid-2");
+    let hold3 = hold_on_a(&cluster, &api, &a, "cuda-fault-hold-a3", "uid-2", &config, &kubeconfig);
+    let r = cluster.node_job(&a, &["enable", "--xid", "48"]);
+    assert!(r.stdout.starts_with("wrote \"1 48\""), "{}", r.describe());
+    api.remove(objects::DAEMONSET_PATH);
+    let r = cluster.stop(hold3);
+    assert!(
+        r.stdout.starts_with("SIGTERM: kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 48\n");
+    cluster.node_job(&a, &["clean"]);
+    assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
+    assert_serves(&cluster.pod(&a), "node A after clean");
+
+    // Each stop asked the API about the pod, its DaemonSet and (while it existed) the node.
+    let asked = api.requests();
+    for path in
+        [objects::pod_path("cuda-fault-hold-a2"), objects::DAEMONSET_PATH.to_string(), objects::node_path("node-a")]
+    {
+        assert!(asked.contains(&format!("GET {path}")), "{path} never asked: {asked:?}");
+    }
+}
+
+/// `cuda-fault hold` as a plain process (the helper build.rs builds), stopped with SIGTERM.
+fn hold_process(file: &Path, config: &Path, env: &[(&str, &str)]) -> Hold {
+    let mut cmd = Command::new(helper_path());
+    cmd.args(["hold", "--file"]).arg(file).arg("--config").arg(config).env_clear().envs(env.iter().copied());
+    Hold::start(cmd, "hold")
+}
+
+fn sigterm(hold: Hold) -> Run {
+    let status = Command::new("kill").args(["-TERM", &hold.pid().to_string()]).status().expect("run kill");
+    assert!(status.success());
+    hold.wait()
+}
+
+#[test]
+fn a_hold_process_asks_the_api_on_sigterm_and_keeps_the_fault_without_an_answer() {
+    let scratch = scratch_dir("hold");
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&scratch);
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    std::fs::create_dir_all(scratch.join("fault")).unwrap();
+    let config = config_map_dir(&scratch.join("fault"), &[("xid", "48"), ("devices", "1")]);
+    let file = scratch.join("node/cuda_fault_enabled");
+    let pod_env =
+        [("KUBECONFIG", kubeconfig), ("POD_NAME", "h1"), ("POD_NAMESPACE", "cuda-fault"), ("NODE_NAME", "node-a")];
+    api.set(&objects::pod_path("h1"), &objects::hold_pod("h1", "node-a", "u1"));
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", true));
+    api.set(objects::DAEMONSET_PATH, &objects::daemonset("u1"));
+
+    // Still targeted: kept.
+    let h = hold_process(&file, &config, &pod_env);
+    assert!(h.started.starts_with("holding \"1 48 devices=1\" in "), "{}", h.started);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "1 48 devices=1\n");
+    let r = sigterm(h);
+    assert_eq!(r.status, 0, "{}", r.describe());
+    assert!(r.stdout.starts_with("SIGTERM: kept "), "{}", r.describe());
+    assert!(file.exists());
+
+    // The node no longer labelled for the fault: removed.
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", false));
+    let r = sigterm(hold_process(&file, &config, &pod_env));
+    assert!(
+        r.stdout.ends_with("DaemonSet cuda-fault/cuda-fault-hold no longer selects node node-a\n"),
+        "{}",
+        r.describe()
+    );
+    assert!(!file.exists());
+
+    // No API to ask (its server gone, or not run from the DaemonSet): kept, with the way out.
+    std::fs::create_dir_all(scratch.join("dead")).unwrap();
+    let dead = FakeApi::start().kubeconfig(&scratch.join("dead"));
+    let dead = dead.to_str().unwrap();
+    let r = sigterm(hold_process(
+        &file,
+        &config,
+        &[("KUBECONFIG", dead), ("POD_NAME", "h1"), ("POD_NAMESPACE", "cuda-fault"), ("NODE_NAME", "node-a")],
+    ));
+    assert!(r.stdout.starts_with("SIGTERM: kept "), "{}", r.describe());
+    assert!(
+        r.stdout.contains(
+            "cannot ask the Kubernetes API (cannot reach the Kubernetes API server (get pods in namespace cuda-fault)"
+        ),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout.trim_end().ends_with("clean the node by hand: cuda-fault node node-a clean"), "{}", r.describe());
+    assert!(file.exists());
+    let r = sigterm(hold_process(&file, &config, &[]));
+    assert!(r.stdout.contains("POD_NAME and POD_NAMESPACE are not set"), "{}", r.describe());
+
+    // A configuration the shim would not accept: exit 2, one line, nothing written.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir_all(scratch.join("bad")).unwrap();
+    let bad = config_map_dir(&scratch.join("bad"), &[("xid", "79"), ("mode", "slow")]);
+    let out =
+        Command::new(helper_path()).args(["hold", "--file"]).arg(&file).arg("--config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("cuda-fault: --config {}: mode", bad.display())), "{err}");
+    assert!(!file.exists());
 }
