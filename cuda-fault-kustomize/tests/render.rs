@@ -444,3 +444,40 @@ fn the_checks_catch_damage_to_the_users_spec() {
     unknown["spec"]["components"][1]["podTemplate"]["spec"]["containers"][1]["envv"] = json!([]);
     assert!(crds.validate(&unknown).unwrap_err().contains("envv"));
 }
+
+#[test]
+fn every_sample_workload_gets_exactly_the_injection() {
+    // The upstream Dynamo samples take HF_TOKEN from a Secret that is not part of them.
+    for sample in
+        ["workloads", "dgd-v1alpha1/vllm-disagg", "dgd-v1alpha1/vllm-disagg-router", "dgd-v1beta1/vllm-disagg-router"]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let app = support::repo().join("manifests").join(sample);
+        let base = support::kustomize(&app).unwrap();
+        let g = generate(&base, &["--envfrom-without-ld-preload", "hf-token-secret"]);
+        assert_eq!(g.code, 0, "{sample}: {}", g.stderr);
+        std::fs::create_dir_all(dir.path().join("c")).unwrap();
+        std::fs::write(dir.path().join("c/kustomization.yaml"), &g.stdout).unwrap();
+        std::fs::create_dir_all(dir.path().join("o")).unwrap();
+        // kustomize takes only relative paths: from o/ up to / and down to the sample.
+        let up = "../".repeat(dir.path().components().count());
+        let sample_dir = app.display().to_string();
+        let resource = format!("{up}{}", sample_dir.trim_start_matches('/'));
+        std::fs::write(
+            dir.path().join("o/kustomization.yaml"),
+            format!("resources: [{resource}]\ncomponents: [../c]\n"),
+        )
+        .unwrap();
+        let out = support::render(&dir.path().join("o"));
+        support::validate_all(&out);
+        let base = support::docs(&base);
+        let injected =
+            out.iter().filter(|d| serde_json::to_string(d).unwrap().contains("cuda-fault-shim-install")).count();
+        assert!(injected >= 1, "{sample}: nothing injected");
+        for b in &base {
+            let o = find(&out, b["kind"].as_str().unwrap(), b["metadata"]["name"].as_str().unwrap());
+            let extra = Expect::default().unexpected(b, o);
+            assert!(extra.is_empty(), "{sample}: {extra:?}");
+        }
+    }
+}
