@@ -31,7 +31,7 @@ fn plain_pod(name: &str, node: &str) -> Value {
            "spec": {"nodeName": node, "containers": [{"name": "vllm"}]}, "status": {"phase": "Running"}})
 }
 
-const STATUS_JSON: &str = r#"{"file":"/host-fault/cuda_fault_enabled","present":true,"state":"on","xid":79,"devices":null,"after_calls":null,"after_ms":null,"mode":"error","sticky":false,"percent":null,"count":null,"functions":null,"seed":null,"raw":"1 79\n","error":null,"effect":"faults on: XID 79 (GPU_HAS_FALLEN_OFF_THE_BUS)"}"#;
+const STATUS_JSON: &str = r#"{"file":"/host-fault/cuda_fault_enabled","present":true,"state":"on","xid":79,"devices":null,"after_calls":null,"after_ms":null,"mode":null,"sticky":null,"percent":null,"count":null,"functions":null,"seed":null,"raw":"1 79\n","error":null,"effect":"faults on: XID 79 (GPU_HAS_FALLEN_OFF_THE_BUS)"}"#;
 
 struct Outcome {
     result: Result<(), Failure>,
