@@ -76,9 +76,14 @@ struct GenerateArgs {
     input: Option<PathBuf>,
 }
 
-/// The arguments after `generate`, quoted for a shell, for the header.
+/// The arguments after `generate`, quoted for a shell, for the header (which pipes the input in,
+/// so `--input FILE` is left out).
 fn command_line() -> String {
-    let args: Vec<String> = std::env::args().skip_while(|a| a != "generate").skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip_while(|a| a != "generate").skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--input") {
+        args.drain(i..(i + 2).min(args.len()));
+    }
+    args.retain(|a| !a.starts_with("--input="));
     let mut words = vec!["cuda-fault-kustomize".to_string(), "generate".to_string()];
     for a in args {
         let plain = !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c));
