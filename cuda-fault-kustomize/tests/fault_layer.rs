@@ -13,7 +13,9 @@ use support::{find, render, repo};
 const STALE: &str = "cuda-fault-targets-are-stale--rerun-cuda-fault-kustomize";
 
 fn kinds(docs: &[Value]) -> BTreeSet<String> {
-    docs.iter().map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap())).collect()
+    docs.iter()
+        .map(|d| format!("{}/{}", d["kind"].as_str().unwrap(), d["metadata"]["name"].as_str().unwrap()))
+        .collect()
 }
 
 /// The toggle line the hold pods build from a rendered fault ConfigMap.
@@ -34,7 +36,11 @@ fn fault_configmap(docs: &[Value]) -> &Value {
 #[test]
 fn the_xid_overlays_are_current_and_match_the_table() {
     let stale = cuda_fault_kustomize::overlays::stale(&repo().join("kustomize")).unwrap();
-    assert!(stale.is_empty(), "run `cargo run -p cuda-fault-kustomize -- xid-overlays kustomize`:\n{}", stale.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "run `cargo run -p cuda-fault-kustomize -- xid-overlays kustomize`:\n{}",
+        stale.join("\n")
+    );
     let dirs: BTreeSet<String> = std::fs::read_dir(repo().join("kustomize"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -53,12 +59,20 @@ fn each_xid_overlay_is_exactly_the_hold_daemonset_and_its_configmap() {
         let cm = fault_configmap(&docs);
         let cm_name = cm["metadata"]["name"].as_str().unwrap().to_string();
         // What `kubectl delete -k` deletes: this and nothing else (no Namespace, no RBAC, no workload).
-        assert_eq!(kinds(&docs), BTreeSet::from(["DaemonSet/cuda-fault-hold".to_string(), format!("ConfigMap/{cm_name}")]));
+        assert_eq!(
+            kinds(&docs),
+            BTreeSet::from(["DaemonSet/cuda-fault-hold".to_string(), format!("ConfigMap/{cm_name}")])
+        );
         assert_eq!(cm["data"], json!({"xid": row.xid.to_string()}));
+        // What the leftover ConfigMaps of earlier XIDs are deleted by.
+        assert_eq!(cm["metadata"]["labels"]["app.kubernetes.io/name"], "cuda-fault-fault");
         assert_eq!(hold_line(cm), format!("1 {}\n", row.xid));
         // The generator's hash suffix reaches the DaemonSet: switching XID rolls the hold pods.
         let ds = find(&docs, "DaemonSet", "cuda-fault-hold");
-        assert_eq!(ds["spec"]["template"]["spec"]["volumes"][1], json!({"name": "fault", "configMap": {"name": cm_name}}));
+        assert_eq!(
+            ds["spec"]["template"]["spec"]["volumes"][1],
+            json!({"name": "fault", "configMap": {"name": cm_name}})
+        );
         assert!(cm_name.starts_with("cuda-fault-fault-") && names.insert(cm_name.clone()), "{cm_name}");
     }
 }
@@ -68,30 +82,52 @@ fn the_hold_daemonset_keeps_the_fault_through_taints_and_updates() {
     let docs = render(&repo().join("kustomize/fault"));
     let ds = find(&docs, "DaemonSet", "cuda-fault-hold");
     assert_eq!(ds["metadata"]["namespace"], "cuda-fault");
-    assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}));
+    assert_eq!(
+        ds["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    );
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["nodeSelector"], json!({"cuda-fault/target": "true"}));
     assert_eq!(pod["tolerations"], json!([{"operator": "Exists"}]));
     assert_eq!(pod["serviceAccountName"], cuda_fault::cluster::HOLD_NAME);
     assert_eq!(pod["terminationGracePeriodSeconds"], 30);
-    assert_eq!(pod["volumes"][0], json!({"name": "toggle", "hostPath": {"path": cuda_fault::layout::HOST_DIR, "type": "DirectoryOrCreate"}}));
+    assert_eq!(
+        pod["volumes"][0],
+        json!({"name": "toggle", "hostPath": {"path": cuda_fault::layout::HOST_DIR, "type": "DirectoryOrCreate"}})
+    );
     let c = &pod["containers"][0];
     assert_eq!(c["image"], cuda_fault::layout::DEFAULT_IMAGE);
-    assert_eq!(c["args"], json!(["hold", "--file", cuda_fault::layout::TOGGLE_FILE, "--config", "/etc/cuda-fault/fault"]));
-    let env: Vec<(&str, &str)> =
-        c["env"].as_array().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap())).collect();
-    assert_eq!(env, [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"), ("NODE_NAME", "spec.nodeName")]);
+    assert_eq!(
+        c["args"],
+        json!(["hold", "--file", cuda_fault::layout::TOGGLE_FILE, "--config", "/etc/cuda-fault/fault"])
+    );
+    let env: Vec<(&str, &str)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["valueFrom"]["fieldRef"]["fieldPath"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        env,
+        [("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace"), ("NODE_NAME", "spec.nodeName")]
+    );
     assert_eq!(c["resources"]["requests"], c["resources"]["limits"]);
     assert_eq!(
         c["securityContext"],
         json!({"runAsUser": 0, "runAsNonRoot": false, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}})
     );
-    assert_eq!(c["volumeMounts"], json!([{"name": "toggle", "mountPath": "/host-fault"},
-                                         {"name": "fault", "mountPath": "/etc/cuda-fault/fault", "readOnly": true}]));
+    assert_eq!(
+        c["volumeMounts"],
+        json!([{"name": "toggle", "mountPath": "/host-fault"},
+                                         {"name": "fault", "mountPath": "/etc/cuda-fault/fault", "readOnly": true}])
+    );
     // The hold pods' labels are what `verify` looks for.
     assert_eq!(pod.pointer("/containers/0/name"), Some(&json!("hold")));
-    assert_eq!(ds["spec"]["template"]["metadata"]["labels"][cuda_fault::cluster::NAME_KEY], cuda_fault::cluster::HOLD_NAME);
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["labels"][cuda_fault::cluster::NAME_KEY],
+        cuda_fault::cluster::HOLD_NAME
+    );
 }
 
 #[test]
@@ -136,6 +172,10 @@ fn the_dgd_flow_example_is_current_and_renders_with_the_users_registry() {
     let docs = render(&dir.join("my-app-with-cuda-fault"));
     support::validate_all(&docs);
     let text = support::kustomize(&dir.join("my-app-with-cuda-fault")).unwrap();
-    assert_eq!(text.matches("image: registry.example.com/cuda-fault:0.1.0").count(), 2, "one init container per worker");
+    assert_eq!(
+        text.matches("image: registry.example.com/cuda-fault:0.1.0").count(),
+        2,
+        "one init container per worker"
+    );
     assert!(!text.contains("ghcr.io/cuda-fault") && !text.contains(STALE));
 }
