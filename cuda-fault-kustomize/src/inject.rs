@@ -1,8 +1,8 @@
-//! The injection into one object: which pods and containers, the additions, and the pins that
-//! keep them exact. Everything is added, nothing of the user's is replaced: an init container,
-//! two volumes, two read-only mounts and `LD_PRELOAD` (prefixed to the user's own), and only on
-//! the containers that use a GPU (or that `--container` names). A name or mount path of ours that
-//! the pod already uses is refused.
+//! The injection into one object: what goes into each pod and container that [`crate::sites`]
+//! finds there. Everything is added, nothing of the user's is replaced: an init container, two
+//! volumes, two read-only mounts and `LD_PRELOAD` (prefixed to the user's own), only on the
+//! containers that use a GPU (or that `--container` names). A name or mount path of ours that the
+//! pod already uses is refused.
 
 use std::collections::BTreeSet;
 
@@ -13,13 +13,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{json, Value};
 
-use crate::env::{self, EnvPlace, FromRef, Lookup, SourcePin};
+use crate::env::{self, Lookup, SourcePin};
 use crate::error::{refuse, Error};
-use crate::gpu;
 use crate::layout::*;
 use crate::patch::{Op, Plan};
 use crate::pin;
-use crate::ptr::Ptr;
+use crate::sites::{self, list, name_of, Site};
 use crate::stream::Object;
 use crate::workloads::{self, Shape};
 use crate::Options;
@@ -40,27 +39,6 @@ pub struct Outcome {
     pub result: Value,
 }
 
-/// A container to inject into.
-struct Target {
-    /// The container; `None`: it is to be created (a v1beta1 component without `main`).
-    ptr: Option<Ptr>,
-    name: String,
-    why: String,
-    env: EnvPlace,
-    /// Other mount lists of the same container, with the field holding the path (a v1alpha1
-    /// service's `volumeMounts` use `mountPoint`).
-    more_mounts: Vec<(Ptr, &'static str)>,
-}
-
-/// A pod to inject into.
-struct Site {
-    pod: Ptr,
-    /// The list a created container goes into.
-    containers: Ptr,
-    what: String,
-    targets: Vec<Target>,
-}
-
 /// Plans the injection into `objects[index]`; `None` for kinds the generator does not handle.
 pub fn object(objects: &[Object], index: usize, opts: &Options) -> Result<Option<Outcome>, Error> {
     let obj = &objects[index];
@@ -79,9 +57,9 @@ pub fn object(objects: &[Object], index: usize, opts: &Options) -> Result<Option
         result: Value::Null,
     };
     let sites = match shape {
-        Shape::PodSpec(pod) => pod_spec_sites(&mut plan, &obj.id.to_string(), &pod, opts, &mut out)?,
-        Shape::DgdServices => dgd_services(&mut plan, &mut out)?,
-        Shape::DgdComponents => dgd_components(&mut plan, &mut out)?,
+        Shape::PodSpec(pod) => sites::pod_spec_sites(&mut plan, &obj.id.to_string(), &pod, opts, &mut out)?,
+        Shape::DgdServices => sites::dgd_services(&mut plan, &mut out)?,
+        Shape::DgdComponents => sites::dgd_components(&mut plan, &mut out)?,
     };
     let lookup = Lookup { objects, owner: &obj.id, assumed_absent: &opts.envfrom_without_ld_preload };
     for site in sites {
@@ -92,174 +70,6 @@ pub fn object(objects: &[Object], index: usize, opts: &Options) -> Result<Option
     out.result = plan.result().clone();
     out.ops = plan.ops();
     Ok(Some(out))
-}
-
-fn list<'v>(v: &'v Value, p: &Ptr, what: &str) -> Result<&'v [Value], Error> {
-    match p.get(v) {
-        None => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(Error::new(format!("{what}: {p} is not a list"))),
-    }
-}
-
-fn name_of(v: &Value) -> &str {
-    v.get("name").and_then(Value::as_str).unwrap_or("")
-}
-
-/// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods.
-fn pod_spec_sites(
-    plan: &mut Plan<'_>,
-    id: &str,
-    pod: &Ptr,
-    opts: &Options,
-    out: &mut Outcome,
-) -> Result<Vec<Site>, Error> {
-    let doc = plan.original();
-    if pod.get(doc).is_none() {
-        refuse!("{id} has no pod spec at {pod}");
-    }
-    let containers_ptr = pod.key("containers");
-    let containers = list(doc, &containers_ptr, id)?;
-    // The set of containers is exact: a container added later (perhaps with a GPU) fails the build.
-    plan.exact_list(&containers_ptr, "name");
-    let mut targets = Vec::new();
-    let mut others = Vec::new();
-    for (i, c) in containers.iter().enumerate() {
-        let name = name_of(c).to_string();
-        let named = opts.containers.contains(&name);
-        let why = match (gpu::gpu_resource(c), named) {
-            (Some(resource), _) => format!("uses {resource}"),
-            (None, true) => "named with --container".to_string(),
-            (None, false) => {
-                // Stays a non-target only while it asks for no GPU.
-                plan.pin(&containers_ptr.index(i).key("resources"));
-                others.push(format!("{id}: container {name} (no GPU)"));
-                continue;
-            }
-        };
-        if named {
-            out.named.insert(name.clone());
-        }
-        let c_ptr = containers_ptr.index(i);
-        targets.push(Target {
-            env: EnvPlace {
-                own: Some(c_ptr.key("env")),
-                inherited: vec![],
-                from: vec![FromRef::List(c_ptr.key("envFrom"))],
-            },
-            ptr: Some(c_ptr),
-            name,
-            why,
-            more_mounts: vec![],
-        });
-    }
-    if targets.is_empty() {
-        out.left_alone.push(format!("{id}: no container uses a GPU (name one with --container)"));
-        return Ok(vec![]);
-    }
-    out.left_alone.extend(others);
-    Ok(vec![Site { pod: pod.clone(), containers: containers_ptr, what: id.to_string(), targets }])
-}
-
-/// v1alpha1: every service whose componentType is a worker type, at `extraPodSpec`.
-fn dgd_services(plan: &mut Plan<'_>, out: &mut Outcome) -> Result<Vec<Site>, Error> {
-    let doc = plan.original();
-    let id = crate::stream::ObjectId::of(doc)?.to_string();
-    let services_ptr = Ptr::keys(&["spec", "services"]);
-    let Some(services) = services_ptr.get(doc).and_then(Value::as_object) else {
-        refuse!("{id} has no spec.services map");
-    };
-    plan.exact_map(&services_ptr);
-    let mut sites = Vec::new();
-    for (name, service) in services {
-        let s_ptr = services_ptr.key(name);
-        // A frontend that later becomes a worker fails the build instead of going without the shim.
-        plan.pin(&s_ptr.key("componentType"));
-        let ctype = service.get("componentType").and_then(Value::as_str).unwrap_or("");
-        if !WORKER_TYPES.contains(&ctype) {
-            out.left_alone
-                .push(format!("{id}: service {name} ({})", if ctype.is_empty() { "no componentType" } else { ctype }));
-            continue;
-        }
-        let pod = s_ptr.key("extraPodSpec");
-        let main = pod.key("mainContainer");
-        sites.push(Site {
-            pod: pod.clone(),
-            containers: pod.key("containers"),
-            what: format!("{id}: service {name} ({ctype})"),
-            targets: vec![Target {
-                env: EnvPlace {
-                    own: Some(main.key("env")),
-                    inherited: vec![(s_ptr.key("envs"), "service envs"), (Ptr::keys(&["spec", "envs"]), "graph envs")],
-                    from: vec![FromRef::List(main.key("envFrom")), FromRef::DgdSecret(s_ptr.key("envFromSecret"))],
-                },
-                ptr: Some(main),
-                name: "mainContainer".into(),
-                why: String::new(),
-                more_mounts: vec![(s_ptr.key("volumeMounts"), "mountPoint")],
-            }],
-        });
-    }
-    Ok(sites)
-}
-
-/// v1beta1: every component whose type is a worker type, at `podTemplate.spec`, container `main`.
-fn dgd_components(plan: &mut Plan<'_>, out: &mut Outcome) -> Result<Vec<Site>, Error> {
-    let doc = plan.original();
-    let id = crate::stream::ObjectId::of(doc)?.to_string();
-    let comps_ptr = Ptr::keys(&["spec", "components"]);
-    let comps = list(doc, &comps_ptr, &id)?;
-    if comps.is_empty() {
-        refuse!("{id} has no spec.components");
-    }
-    plan.exact_list(&comps_ptr, "name");
-    let mut sites = Vec::new();
-    for (i, comp) in comps.iter().enumerate() {
-        let name = name_of(comp);
-        let c_ptr = comps_ptr.index(i);
-        plan.pin(&c_ptr.key("type"));
-        let ctype = comp.get("type").and_then(Value::as_str).unwrap_or("");
-        if !WORKER_TYPES.contains(&ctype) {
-            out.left_alone
-                .push(format!("{id}: component {name} ({})", if ctype.is_empty() { "no type" } else { ctype }));
-            continue;
-        }
-        let pod = c_ptr.key("podTemplate").key("spec");
-        let containers_ptr = pod.key("containers");
-        let containers = list(doc, &containers_ptr, &id)?;
-        plan.exact_list(&containers_ptr, "name");
-        let mains: Vec<usize> =
-            containers.iter().enumerate().filter(|(_, c)| name_of(c) == "main").map(|(j, _)| j).collect();
-        if mains.len() > 1 {
-            refuse!("{id}: component {name} has {} containers named main", mains.len());
-        }
-        let main = mains.first().map(|j| containers_ptr.index(*j));
-        let graph_env = vec![(Ptr::keys(&["spec", "env"]), "graph env")];
-        let env = match &main {
-            Some(m) => {
-                EnvPlace { own: Some(m.key("env")), inherited: graph_env, from: vec![FromRef::List(m.key("envFrom"))] }
-            }
-            // Created here; the operator merges it into its own main container by name.
-            None => EnvPlace { own: None, inherited: graph_env, from: vec![] },
-        };
-        sites.push(Site {
-            pod: pod.clone(),
-            containers: containers_ptr,
-            what: format!("{id}: component {name} ({ctype})"),
-            targets: vec![Target {
-                why: if main.is_none() {
-                    "created: the operator merges it into its main container".into()
-                } else {
-                    String::new()
-                },
-                ptr: main,
-                name: "main".into(),
-                env,
-                more_mounts: vec![],
-            }],
-        });
-    }
-    Ok(sites)
 }
 
 /// The init container that copies the shim into the emptyDir.

@@ -20,6 +20,7 @@ pub mod overlays;
 pub mod patch;
 pub mod pin;
 pub mod ptr;
+pub mod sites;
 pub mod stream;
 pub mod workloads;
 
