@@ -517,7 +517,7 @@ pub async fn verify_with(
     let text = if json {
         serde_json::to_string(&report).expect("serializable") + "\n"
     } else {
-        cluster::verify::text(&report)
+        cluster::report::text(&report)
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))?;
     let missing: Vec<&str> = report.pods.iter().filter(|p| !p.injected).map(|p| p.pod.as_str()).collect();

@@ -6,7 +6,8 @@
 //! - [`job`] builds that Job, [`run`] creates it, waits, prints its log and deletes it;
 //! - [`hold`]: what a stopped hold pod of the fault DaemonSet asks the API before it removes its
 //!   toggle file, and [`selects`], whether a pod template still selects a node;
-//! - [`verify`]: which pods carry the injection, on which nodes, and those nodes' toggle state;
+//! - [`verify`]: which pods carry the injection, on which nodes, and those nodes' toggle state
+//!   ([`report`] writes it as text);
 //! - [`errors`] maps kube errors to one-line failures naming what to fix; [`rbac`] lists every
 //!   call (the manifests under `manifests/rbac/` grant exactly these).
 
@@ -16,6 +17,7 @@ pub mod job;
 pub mod names;
 pub mod nodes;
 pub mod rbac;
+pub mod report;
 pub mod run;
 pub mod selects;
 pub mod verify;
