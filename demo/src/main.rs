@@ -36,7 +36,7 @@ fn show(label: &str, r: &Run) {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    which::which(tool).is_ok()
 }
 
 fn main() {
