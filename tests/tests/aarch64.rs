@@ -53,7 +53,10 @@ fn cross() -> &'static Cross {
     CROSS.get_or_init(|| {
         require_tool(CC, CROSS_HINT);
         assert!(Path::new(SYSROOT).join("lib/libc.so.6").exists(), "no aarch64 glibc in {SYSROOT}: {CROSS_HINT}");
-        let dir = scratch_dir("aarch64-stack");
+        // Lives as long as the test process needs it, in cargo's own scratch space for
+        // integration tests (target/tmp), built afresh by each run.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("aarch64-stack");
+        let _ = std::fs::remove_dir_all(&dir);
         let (lib, bin) = (dir.join("lib"), dir.join("bin"));
         std::fs::create_dir_all(&lib).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
