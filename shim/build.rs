@@ -14,6 +14,12 @@ use hook_list::{flags, Hook, HOOKS};
 #[allow(dead_code)]
 mod gate;
 
+/// The section of the exported trampolines (starts on a 64-byte line).
+const EXPORT_SECTION: &str = ".text.cf_exports";
+/// Every trampoline, exported or pooled, starts on a multiple of this many bytes and fits in it,
+/// so its test-and-jump never straddles a cache line.
+const SLOT_ALIGN_LOG2: u32 = 5;
+
 /// Unexported trampolines handed out by cuGetProcAddress and dlsym. cudart 13.5 alone asks for
 /// 480 (name, version, flags) triples; a process may carry several runtimes.
 const POOL: usize = 4096;
@@ -77,14 +83,19 @@ fn hooks_rs(exported: &[&Hook], arch: &str) -> String {
         .unwrap();
     }
     s.push_str("];\n\n");
-    s.push_str("/// The exported trampolines (see `trampoline` in shim/build.rs).\n");
+    s.push_str("/// The exported trampolines (see `trampoline` in shim/build.rs), in one section that starts\n");
+    s.push_str("/// on a cache line; each is padded to SLOT_BYTES, so none straddles a cache line.\n");
     s.push_str("pub mod export {\n    #![allow(non_snake_case)]\n");
+    writeln!(s, "    // SAFETY: only an alignment directive for the section the trampolines below go into.").unwrap();
+    writeln!(s, "    core::arch::global_asm!(\".pushsection {EXPORT_SECTION},\\\"ax\\\"\", \".p2align 6\", \".popsection\");").unwrap();
     for (i, h) in exported.iter().enumerate() {
-        let body: Vec<String> = trampoline(i, arch).iter().map(|l| format!("{l:?}")).collect();
+        let mut lines = trampoline(i, arch);
+        lines.push(pad_to_slot(arch));
+        let body: Vec<String> = lines.iter().map(|l| format!("{l:?}")).collect();
         writeln!(
             s,
             "    /// # Safety\n    /// Called by C code as `{}`; forwards its registers untouched.\n    \
-             #[cfg_attr(not(test), unsafe(no_mangle))]\n    #[unsafe(naked)]\n    \
+             #[cfg_attr(not(test), unsafe(no_mangle))]\n    #[unsafe(naked)]\n    #[unsafe(link_section = {EXPORT_SECTION:?})]\n    \
              pub unsafe extern \"C\" fn {}() {{\n        core::arch::naked_asm!({});\n    }}",
             h.name,
             h.name,
@@ -125,6 +136,14 @@ fn trampoline(slot: usize, arch: &str) -> Vec<String> {
     }
 }
 
+/// Pads a trampoline to the end of its slot (never executed: the trampoline always jumps).
+fn pad_to_slot(arch: &str) -> String {
+    match arch {
+        "x86_64" => format!(".p2align {SLOT_ALIGN_LOG2}, 0xcc"),
+        _ => format!(".p2align {SLOT_ALIGN_LOG2}"),
+    }
+}
+
 /// Enters the slow path for `slot` (the lazy stub an exported slot's real pointer starts as).
 fn enter_slow(slot: usize, arch: &str) -> String {
     match arch {
@@ -158,9 +177,8 @@ fn slots_s(exports: usize, arch: &str) -> String {
     for i in 0..exports {
         write!(s, "cf_lazy_{i}:\n{}", enter_slow(i, arch)).unwrap();
     }
-    let align = if arch == "x86_64" { 4 } else { 3 };
     for p in 0..POOL {
-        writeln!(s, ".p2align {align}\ncf_pool_{p}:").unwrap();
+        writeln!(s, ".p2align {SLOT_ALIGN_LOG2}\ncf_pool_{p}:").unwrap();
         for line in trampoline(exports + p, arch) {
             let indent = if line.ends_with(':') { "" } else { "    " };
             writeln!(s, "{indent}{line}").unwrap();

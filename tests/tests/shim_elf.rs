@@ -52,3 +52,22 @@ fn needs_no_cuda_library() {
     }
     assert!(elf.libraries.iter().any(|l| l.starts_with("libc.so")), "{:?}", elf.libraries);
 }
+
+#[test]
+fn every_exported_trampoline_starts_on_its_own_32_byte_slot() {
+    // The test-and-jump of a trampoline that straddles a cache line costs every call of it.
+    let bytes = std::fs::read(shim_path()).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    let misaligned: Vec<String> = elf
+        .dynsyms
+        .iter()
+        .filter(|s| s.st_shndx != 0 && s.is_function())
+        .map(|s| (elf.dynstrtab.get_at(s.st_name).unwrap().to_string(), s.st_value))
+        .filter(|(name, addr)| {
+            let trampoline = hook_list::HOOKS.iter().any(|h| h.name == name && h.flags & hook_list::flags::EXEMPT == 0);
+            trampoline && addr % 32 != 0
+        })
+        .map(|(name, addr)| format!("{name}@{addr:#x}"))
+        .collect();
+    assert!(misaligned.is_empty(), "{misaligned:?}");
+}
