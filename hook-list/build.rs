@@ -117,6 +117,13 @@ fn generate(lines: &[Line]) -> String {
         writeln!(s, "    Function {{ name: {name:?}, api: {}, flags: {flags} }},", api.path()).unwrap();
     }
     s.push_str("];\n");
+    // Base names are unique across the APIs (their prefixes tell the API apart).
+    let mut by_name = phf_codegen::Map::new();
+    for ((_, name), id) in &ids {
+        by_name.entry(*name, id.to_string());
+    }
+    writeln!(s, "/// Base name -> index in [`FUNCTIONS`].").unwrap();
+    writeln!(s, "static FUNCTION_BY_NAME: phf::Map<&'static str, u16> = {};", by_name.build()).unwrap();
     writeln!(s, "/// Every line of hooks.list, in file order.").unwrap();
     writeln!(s, "pub static HOOKS: [Hook; {}] = [", lines.len()).unwrap();
     for l in lines {

@@ -87,7 +87,11 @@ fn hooks_rs(exported: &[&Hook], arch: &str) -> String {
     s.push_str("/// on a cache line; each is padded to SLOT_BYTES, so none straddles a cache line.\n");
     s.push_str("pub mod export {\n    #![allow(non_snake_case)]\n");
     writeln!(s, "    // SAFETY: only an alignment directive for the section the trampolines below go into.").unwrap();
-    writeln!(s, "    core::arch::global_asm!(\".pushsection {EXPORT_SECTION},\\\"ax\\\"\", \".p2align 6\", \".popsection\");").unwrap();
+    writeln!(
+        s,
+        "    core::arch::global_asm!(\".pushsection {EXPORT_SECTION},\\\"ax\\\"\", \".p2align 6\", \".popsection\");"
+    )
+    .unwrap();
     for (i, h) in exported.iter().enumerate() {
         let mut lines = trampoline(i, arch);
         lines.push(pad_to_slot(arch));

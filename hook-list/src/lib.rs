@@ -60,7 +60,8 @@ include!(concat!(env!("OUT_DIR"), "/list.rs"));
 
 /// The function with this API and base name.
 pub fn function(api: Api, base: &[u8]) -> Option<FunctionId> {
-    FUNCTIONS.binary_search_by(|f| (f.api, f.name.as_bytes()).cmp(&(api, base))).ok().map(|i| i as FunctionId)
+    let id = *FUNCTION_BY_NAME.get(core::str::from_utf8(base).ok()?)?;
+    (FUNCTIONS[usize::from(id)].api == api).then_some(id)
 }
 
 /// The function a name written in a toggle file means: a name listed in hooks.list, or the base

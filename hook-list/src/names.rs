@@ -9,11 +9,10 @@ pub fn base_name(name: &[u8]) -> &[u8] {
     for suffix in [&b"_ptsz"[..], b"_ptds"] {
         n = n.strip_suffix(suffix).unwrap_or(n);
     }
-    if let Some(pos) = n.windows(2).rposition(|w| w == b"_v") {
-        let digits = &n[pos + 2..];
-        if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
-            n = &n[..pos];
-        }
+    // A trailing `_v<digits>`.
+    let digits = n.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 0 && n[..n.len() - digits].ends_with(b"_v") {
+        n = &n[..n.len() - digits - 2];
     }
     n
 }

@@ -7,6 +7,7 @@ use core::ffi::{c_char, c_void, CStr};
 
 use hook_list::{flags, names};
 
+use crate::resolve::Owner;
 use crate::{gpa, resolve, slots, Api};
 
 /// Returns a replacement for the lookup, or 0 to let the real `dlsym` answer it.
@@ -37,7 +38,8 @@ fn policy(handle: *mut c_void, name: &CStr) -> usize {
             return wrapper;
         }
     }
-    let listed = hook_list::function(api, names::base_name(n)).map(|id| hook_list::FUNCTIONS[usize::from(id)].flags);
+    let function = hook_list::function(api, names::base_name(n));
+    let listed = function.map(|id| hook_list::FUNCTIONS[usize::from(id)].flags);
     let flags = listed.unwrap_or(0);
     let wrap = match api {
         _ if flags & flags::EXEMPT != 0 => false,
@@ -59,11 +61,9 @@ fn policy(handle: *mut c_void, name: &CStr) -> usize {
     if real == 0 {
         return 0; // absent: the real dlsym returns NULL and sets dlerror() for the caller
     }
-    if resolve::is_own(real) {
-        return real; // already one of our exports (RTLD_DEFAULT finds the preload first)
+    match resolve::owner(real) {
+        Owner::Shim => real, // already one of our exports (RTLD_DEFAULT finds the preload first)
+        Owner::Cuda(lib) if lib == api => slots::wrap(api, n, 0, 0, real, function),
+        _ => 0, // some other library defines this name: not ours to touch
     }
-    if resolve::library_of(real) != Some(api) {
-        return 0; // some other library defines this name: not ours to touch
-    }
-    slots::wrap(api, n, 0, 0, real)
 }

@@ -81,12 +81,12 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, version: c_in
         unsafe { *pfn = own(which) as *mut c_void };
         return;
     }
-    let flags = hook_list::function(Api::Driver, names::base_name(name))
-        .map_or(0, |id| hook_list::FUNCTIONS[usize::from(id)].flags);
+    let function = hook_list::function(Api::Driver, names::base_name(name));
+    let flags = function.map_or(0, |id| hook_list::FUNCTIONS[usize::from(id)].flags);
     if flags & flags::EXEMPT != 0 || resolve::is_own(real) {
         return;
     }
-    let wrapped = slots::wrap(Api::Driver, name, version, cu_flags, real);
+    let wrapped = slots::wrap(Api::Driver, name, version, cu_flags, real, function);
     // SAFETY: pfn is valid per the contract.
     unsafe { *pfn = wrapped as *mut c_void };
 }

@@ -74,27 +74,42 @@ fn own_base() -> usize {
 
 /// Whether `addr` lies in this library (one of our own exports or trampolines).
 pub fn is_own(addr: usize) -> bool {
-    let base = own_base();
-    base != 0 && dladdr(addr).is_some_and(|i| i.dli_fbase as usize == base)
+    owner(addr) == Owner::Shim
 }
 
-/// Which CUDA library a function pointer belongs to, judged by the file name of its object.
-pub fn library_of(addr: usize) -> Option<Api> {
-    let info = dladdr(addr)?;
+/// Which object a function pointer belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This library (one of our exports or trampolines).
+    Shim,
+    /// A CUDA library, judged by the file name of its object.
+    Cuda(Api),
+    Other,
+}
+
+/// Who `addr` belongs to, from one `dladdr`.
+pub fn owner(addr: usize) -> Owner {
+    let Some(info) = dladdr(addr) else {
+        return Owner::Other;
+    };
+    let own = own_base();
+    if own != 0 && info.dli_fbase as usize == own {
+        return Owner::Shim;
+    }
     if info.dli_fname.is_null() {
-        return None;
+        return Owner::Other;
     }
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
     let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
     let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
     if file.starts_with(b"libcudart.so") {
-        Some(Api::Runtime)
+        Owner::Cuda(Api::Runtime)
     } else if file.starts_with(b"libcuda.so") {
-        Some(Api::Driver)
+        Owner::Cuda(Api::Driver)
     } else if file.starts_with(b"libnvidia-ml.so") {
-        Some(Api::Nvml)
+        Owner::Cuda(Api::Nvml)
     } else {
-        None
+        Owner::Other
     }
 }
 

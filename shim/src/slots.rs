@@ -129,8 +129,7 @@ pub fn first_fault_in(slot: usize, period: u32) -> bool {
 /// A trampoline bound to `real` for (name, version, flags): an existing one if this exact
 /// binding was handed out before, else a new pool slot. When the pool is exhausted the real
 /// pointer itself is returned (that function then cannot fault), with one warning.
-pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, real: usize) -> usize {
-    let function = hook_list::function(api, hook_list::names::base_name(name));
+pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, real: usize, function: Option<FunctionId>) -> usize {
     let flags = function.map_or(0, |id| hook_list::FUNCTIONS[usize::from(id)].flags);
     let stored = name.len().min(NAME_MAX);
     let claimed = NEXT.load(Ordering::Acquire).min(POOL_SIZE);
