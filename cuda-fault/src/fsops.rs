@@ -1,6 +1,6 @@
 //! Atomic file replacement and removal that never follow a symlink at the target.
 //!
-//! A write goes to `.<name>.tmp.<pid>.<n>` in the target's directory, is fsynced and chmodded,
+//! A write goes to `.<name>.tmp.<random>` in the target's directory, is fsynced and chmodded,
 //! then renamed over the target, and the directory is fsynced. A reader (the shim) therefore
 //! sees the old file or the new one, never a partial or empty one; concurrent writers each use
 //! their own temporary file and the last rename wins.
@@ -8,16 +8,13 @@
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::exit::{self, Failure};
 
 /// Temporary files older than this are left-overs of a killed writer; `clean` removes them.
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn parent_of(path: &Path) -> &Path {
     match path.parent() {
@@ -106,37 +103,21 @@ pub fn write_atomic_with(
     check_target("write", path)?;
     let dir = parent_of(path);
     ensure_dir(dir)?;
-    // Writers in different PID namespaces (two pods on one node) can share a pid: on a name
-    // clash, take the next number.
-    let mut attempts = 0;
-    let (tmp, mut file) = loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp: PathBuf = dir.join(format!("{}{}.{}", temp_prefix(&name), std::process::id(), n));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true) // O_CREAT|O_EXCL: never opens through a symlink
-            .mode(mode)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 1000 => attempts += 1,
-            Err(e) => return Err(Failure::io("write", path, &e)),
-        }
-    };
-    let result = (|| -> Result<(), Failure> {
-        fill(&mut file).map_err(|e| Failure::io("write", path, &e))?;
-        file.flush().map_err(|e| Failure::io("write", path, &e))?;
-        // fchmod: the umask must not narrow 0644/0755.
-        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Failure::io("write", path, &e))?;
-        file.sync_all().map_err(|e| Failure::io("write", path, &e))?;
-        // rename(2) replaces a symlink that appeared meanwhile instead of following it.
-        fs::rename(&tmp, path).map_err(|e| Failure::io("write", path, &e))
-    })();
-    drop(file);
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
+    // A temporary file of a random name beside the target (O_CREAT|O_EXCL: never opens through
+    // a symlink, and writers in other PID namespaces never clash), removed if anything fails.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&temp_prefix(&name))
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| Failure::io("write", path, &e))?;
+    let file = tmp.as_file_mut();
+    fill(file).map_err(|e| Failure::io("write", path, &e))?;
+    file.flush().map_err(|e| Failure::io("write", path, &e))?;
+    // fchmod: the umask must not narrow 0644/0755.
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| Failure::io("write", path, &e))?;
+    file.sync_all().map_err(|e| Failure::io("write", path, &e))?;
+    // rename(2) replaces a symlink that appeared meanwhile instead of following it.
+    tmp.persist(path).map_err(|e| Failure::io("write", path, &e.error))?;
     sync_dir(dir);
     Ok(())
 }
@@ -252,12 +233,11 @@ mod tests {
     }
 
     #[test]
-    fn a_clashing_temporary_name_is_skipped() {
+    fn other_writers_temporary_files_are_left_alone() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("toggle");
-        let next = COUNTER.load(Ordering::Relaxed);
-        for n in next..next + 5 {
-            // Another writer with the same pid (another PID namespace) holds these names.
+        for n in 0..5 {
+            // Another writer (another process, another PID namespace) is mid-write.
             fs::write(d.path().join(format!(".toggle.tmp.{}.{n}", std::process::id())), "x").unwrap();
         }
         write_atomic(&p, b"1\n", 0o644).unwrap();
