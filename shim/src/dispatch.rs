@@ -149,31 +149,30 @@ mod last_error {
     //! PyTorch notices a failed launch. When a scenario spares those two (`functions=`,
     //! `percent=`, …) they still report the fault injected into an earlier call of the thread.
 
-    use core::cell::Cell;
-
     use hook_list::flags;
 
     use super::{FORWARD, RETURN};
+    use crate::period_cell::PeriodCell;
     use crate::slots::Meta;
 
     thread_local! {
-        /// (on-period, error code) of the thread's last injected runtime error; 0: none.
-        static LAST: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+        /// The error code of the thread's last injected runtime error in the on-period; 0: none.
+        static LAST: PeriodCell<u32> = const { PeriodCell::new(0) };
     }
 
     pub fn track(meta: &Meta, period: u32, verdict: u64) -> u64 {
         let reads = meta.flags & (flags::LAST_ERROR | flags::PEEK_ERROR);
         if reads == 0 {
             if verdict != FORWARD {
-                LAST.with(|l| l.set((period, verdict as u32)));
+                LAST.with(|l| l.set(period, verdict as u32));
             }
             return verdict;
         }
-        let (p, code) = LAST.with(Cell::get);
+        let code = LAST.with(|l| l.get(period));
         if meta.flags & flags::LAST_ERROR != 0 {
-            LAST.with(|l| l.set((0, 0)));
+            LAST.with(|l| l.set(period, 0));
         }
-        if verdict == FORWARD && p == period && code != 0 {
+        if verdict == FORWARD && code != 0 {
             return RETURN | u64::from(code);
         }
         verdict

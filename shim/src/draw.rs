@@ -3,11 +3,11 @@
 //! thread fails the same calls of its own sequence). No allocation, lock or syscall: a
 //! thread-local counter and SplitMix64.
 
-use core::cell::Cell;
+use crate::period_cell::PeriodCell;
 
 thread_local! {
-    /// (on-period, draws made in it) of this thread.
-    static DRAWS: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+    /// The draws this thread made in the current on-period.
+    static DRAWS: PeriodCell<u64> = const { PeriodCell::new(0) };
 }
 
 /// The `k`-th output of SplitMix64 seeded with `seed`.
@@ -21,9 +21,8 @@ pub fn splitmix64(seed: u64, k: u64) -> u64 {
 /// This thread's next draw in on-period `period`.
 pub fn next(period: u32, seed: u64) -> u64 {
     let k = DRAWS.with(|d| {
-        let (p, n) = d.get();
-        let k = if p == period { n } else { 0 };
-        d.set((period, k + 1));
+        let k = d.get(period);
+        d.set(period, k + 1);
         k
     });
     splitmix64(seed, k)

@@ -48,6 +48,7 @@ mod lifecycle;
 mod lock;
 mod nesting;
 mod once;
+mod period_cell;
 mod plan;
 mod resolve;
 mod slots;

@@ -9,9 +9,10 @@
 //! segment of a loaded `libcudart.so*`. The statically linked runtime is part of the application,
 //! so its driver calls are the application's own.
 
-use core::cell::Cell;
 use core::ffi::{c_int, c_void, CStr};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::period_cell::PeriodCell;
 
 const MAX_RANGES: usize = 8;
 static RANGES: [(AtomicUsize, AtomicUsize); MAX_RANGES] =
@@ -19,8 +20,8 @@ static RANGES: [(AtomicUsize, AtomicUsize); MAX_RANGES] =
 static REFRESHING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
-    /// (on-period, whether the thread's last runtime call was judged and passed).
-    static PASSED: Cell<(u32, bool)> = const { Cell::new((0, false)) };
+    /// Whether the thread's last runtime call in the on-period was judged and passed.
+    static PASSED: PeriodCell<bool> = const { PeriodCell::new(false) };
 }
 
 fn in_runtime(addr: usize) -> bool {
@@ -34,7 +35,7 @@ fn in_runtime(addr: usize) -> bool {
 /// devices) and let it through. `real` is the runtime function it reaches, a libcudart address:
 /// when it lies outside the known ranges, a runtime library was loaded since the last look.
 pub fn runtime_call(period: u32, passed: bool, real: usize) {
-    PASSED.with(|p| p.set((period, passed)));
+    PASSED.with(|p| p.set(period, passed));
     if passed && real != 0 && !in_runtime(real) {
         refresh();
     }
@@ -42,7 +43,7 @@ pub fn runtime_call(period: u32, passed: bool, real: usize) {
 
 /// Whether a driver call returning to `ret` is part of an application runtime call that passed.
 pub fn part_of_passed_runtime_call(period: u32, ret: usize) -> bool {
-    PASSED.with(Cell::get) == (period, true) && in_runtime(ret)
+    PASSED.with(|p| p.get(period)) && in_runtime(ret)
 }
 
 /// Re-reads the executable segments of every loaded `libcudart.so*` (one thread at a time).
