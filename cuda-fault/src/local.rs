@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::exit::{self, Failure};
 use crate::fsops::{self, Found};
-use crate::toggle::{self, Line, MAX_LEN};
+use crate::toggle::{self, Line, READ_LEN};
 
 /// Mode of the toggle file.
 pub const TOGGLE_MODE: u32 = 0o644;
@@ -73,7 +73,7 @@ fn list(text: String) -> Vec<String> {
 /// Reads the toggle file the way the shim does and says what the shim makes of it.
 pub fn status(path: &Path) -> Result<Status, Failure> {
     let file = path.display().to_string();
-    let bytes = match fsops::read_like_the_shim(path, MAX_LEN + 1)? {
+    let bytes = match fsops::read_like_the_shim(path, READ_LEN)? {
         Found::Absent => {
             return Ok(Status { file, state: "absent", effect: "absent: env decides".into(), ..Status::default() })
         }

@@ -28,8 +28,6 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 /// Incremented each time faults turn on: each function logs its first fault once per period,
 /// and the per-period counters below restart.
 static PERIOD: AtomicU32 = AtomicU32::new(0);
-/// The last applied decision's scenario differs from the published plan only in its seed.
-static LAST: AtomicU64 = AtomicU64::new(0);
 /// Set once the process has made its first CUDA call: from then on messages may be printed.
 static ANNOUNCED: AtomicBool = AtomicBool::new(false);
 /// When the current on-period began (CLOCK_MONOTONIC, ms), for `after_ms`.
@@ -114,38 +112,17 @@ fn process_seed() -> u64 {
     s
 }
 
-/// A cheap fingerprint of a decision, to tell "the same again" from a change.
-fn fingerprint(d: &Decision) -> u64 {
-    use core::hash::{Hash, Hasher};
-    struct Fnv(u64);
-    impl Hasher for Fnv {
-        fn finish(&self) -> u64 {
-            self.0
-        }
-        fn write(&mut self, bytes: &[u8]) {
-            for &b in bytes {
-                self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-            }
-        }
-    }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    (d.on, d.xid, d.scenario).hash(&mut h);
-    h.finish() | 1
-}
-
-/// Publishes a decision; prints one line when the state changes after the first CUDA call.
-/// Only the toggle checker calls this (one writer).
+/// Publishes a decision that differs from the last one; prints one line when the state changes
+/// after the first CUDA call. Only the toggle checker calls this (one writer).
 pub fn apply(d: Decision, source: Source) {
-    let fp = fingerprint(&d);
-    let old = LAST.swap(fp, Ordering::AcqRel);
     if LATCHED.load(Ordering::Acquire) {
-        if old != fp && ANNOUNCED.load(Ordering::Acquire) && !LATCH_NOTED.swap(true, Ordering::AcqRel) {
+        if ANNOUNCED.load(Ordering::Acquire) && !LATCH_NOTED.swap(true, Ordering::AcqRel) {
             say!("the toggle changed, but the fault is sticky: this process stays faulted until it restarts");
         }
         return;
     }
     let was_on = ACTIVE.load(Ordering::Acquire) != 0;
-    if old == fp || (!d.on && !was_on) {
+    if !d.on && !was_on {
         return;
     }
     let seed = if d.on && d.scenario.percent.is_some() { process_seed() } else { 0 };

@@ -9,7 +9,7 @@
 
 use core::cell::UnsafeCell;
 
-use toggle_grammar::Line;
+use toggle_grammar::{Line, READ_LEN};
 
 use crate::config::Config;
 use crate::decision::{Decision, Source};
@@ -17,8 +17,6 @@ use crate::envp::errno;
 use crate::lock::Lock;
 use crate::{clock, xids};
 
-/// One byte more than a valid file can have, so a longer file is told apart from a cut one.
-const READ_MAX: usize = toggle_grammar::MAX_LEN + 1;
 /// A file modified less than this long ago is re-read on every check.
 const RACY_NS: i128 = 2_000_000_000;
 
@@ -57,6 +55,8 @@ struct Cache {
     racy: bool,
     /// The metadata of the file last warned about, so a bad file warns once, not every poll.
     warned: Option<Meta>,
+    /// The decision last handed on: the same one again (every poll while no file exists) is not.
+    applied: Option<Decision>,
 }
 
 struct Guarded(UnsafeCell<Cache>);
@@ -69,10 +69,11 @@ static CACHE: Guarded = Guarded(UnsafeCell::new(Cache {
     meta: Meta { dev: 0, ino: 0, size: 0, mtime_s: 0, mtime_ns: 0 },
     racy: false,
     warned: None,
+    applied: None,
 }));
 
-/// Checks the file and hands a decision to `apply` (under the lock, so decisions are applied in
-/// the order the file was read). With `wait`, waits for a check in progress on another thread,
+/// Checks the file and hands a changed decision to `apply` (under the lock, so decisions are
+/// applied in the order the file was read). With `wait`, waits for a check in progress on another thread,
 /// then checks anew. False when no check ran (the lock was held by this thread, or too long).
 pub fn check(c: &Config, wait: bool, apply: impl FnOnce(Decision, Source)) -> bool {
     let Some(_guard) = LOCK.acquire(wait) else {
@@ -81,7 +82,10 @@ pub fn check(c: &Config, wait: bool, apply: impl FnOnce(Decision, Source)) -> bo
     // SAFETY: LOCK is held, so this thread has the cache to itself.
     let cache = unsafe { &mut *CACHE.0.get() };
     if let Some((d, source)) = examine(c, cache) {
-        apply(d, source);
+        if cache.applied != Some(d) {
+            cache.applied = Some(d);
+            apply(d, source);
+        }
     }
     true
 }
@@ -121,7 +125,7 @@ fn examine(c: &Config, cache: &mut Cache) -> Option<(Decision, Source)> {
     if cache.known && cache.meta == meta && !cache.racy {
         return None;
     }
-    let mut buf = [0u8; READ_MAX];
+    let mut buf = [0u8; READ_LEN];
     let Some((meta, n)) = read(path, &st, &mut buf) else {
         cache.known = true;
         cache.meta = meta;
@@ -167,7 +171,7 @@ fn examine(c: &Config, cache: &mut Cache) -> Option<(Decision, Source)> {
 
 /// Opens and reads the first bytes of a regular file without ever blocking; None when the path
 /// is not a readable regular file.
-fn read(path: &core::ffi::CStr, st: &libc::stat, buf: &mut [u8; READ_MAX]) -> Option<(Meta, usize)> {
+fn read(path: &core::ffi::CStr, st: &libc::stat, buf: &mut [u8; READ_LEN]) -> Option<(Meta, usize)> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return None;
     }
@@ -182,8 +186,8 @@ fn read(path: &core::ffi::CStr, st: &libc::stat, buf: &mut [u8; READ_MAX]) -> Op
         let regular = libc::fstat(fd, &mut fst) == 0 && fst.st_mode & libc::S_IFMT == libc::S_IFREG;
         let mut total = 0usize;
         let mut ok = regular;
-        while ok && total < READ_MAX {
-            let n = libc::read(fd, buf[total..].as_mut_ptr().cast(), READ_MAX - total);
+        while ok && total < READ_LEN {
+            let n = libc::read(fd, buf[total..].as_mut_ptr().cast(), READ_LEN - total);
             match n {
                 0 => break,
                 n if n > 0 => total += n as usize,

@@ -44,8 +44,11 @@ pub use error::{Error, Problem};
 pub use functions::Functions;
 pub use value::{boolean, number, Mode, Percent};
 
-/// The longest toggle file, in bytes. The shim reads one byte more to tell a longer file apart.
+/// The longest toggle file, in bytes.
 pub const MAX_LEN: usize = 1024;
+/// How many bytes a reader reads: one more than the longest file, so that a longer one is told
+/// apart from a cut one (and refused whole).
+pub const READ_LEN: usize = MAX_LEN + 1;
 /// The highest device ordinal `devices=` takes.
 pub const MAX_ORDINAL: u64 = 63;
 /// The most UUIDs `devices=` takes.
