@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::env;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -131,6 +131,12 @@ impl Builder {
 
     /// Compiles unless `out` is newer than every input and was built by the same command.
     fn cc(&self, out: &Path, args: &[String]) {
+        self.compile(&self.cc, out, args);
+    }
+
+    /// Compiles with `compiler` unless `out` is newer than every input and was built by the same
+    /// command.
+    fn compile(&self, compiler: &OsStr, out: &Path, args: &[String]) {
         let mut full: Vec<String> = ["-Wall", "-Wextra", "-Werror", "-O2", "-fPIC", "-std=gnu11", "-pthread"]
             .iter()
             .map(|s| s.to_string())
@@ -140,7 +146,7 @@ impl Builder {
         full.push("-o".into());
         full.push(out.display().to_string());
 
-        let recipe = format!("{} {}", self.cc.to_string_lossy(), full.join(" "));
+        let recipe = format!("{} {}", compiler.to_string_lossy(), full.join(" "));
         let recipe_file = PathBuf::from(format!("{}.cmd", out.display()));
         let fresh = out.exists()
             && mtime(out) >= self.newest_input
@@ -148,10 +154,10 @@ impl Builder {
         if fresh {
             return;
         }
-        let output = Command::new(&self.cc)
+        let output = Command::new(compiler)
             .args(&full)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run the C compiler {:?}: {e}", self.cc));
+            .unwrap_or_else(|e| panic!("cannot run the C compiler {compiler:?}: {e}"));
         if !output.status.success() {
             panic!(
                 "building {} failed:\n{recipe}\n{}{}",
@@ -236,19 +242,13 @@ impl Builder {
     /// A program linked against musl (an Alpine-style tool in a CUDA container), when musl-gcc
     /// (Debian's musl-tools) is installed; the test that runs it names the package otherwise.
     fn musl_program(&self) -> bool {
-        let out = self.bin.join("musl_probe");
         let ok = Command::new("musl-gcc").arg("--version").output().is_ok_and(|o| o.status.success());
         if !ok {
             self.remove_program("musl_probe");
             return false;
         }
-        let args = ["-Wall", "-Wextra", "-Werror", "-O2", "-pthread", &self.src("musl_probe.c"), "-ldl", "-o"];
-        let status = Command::new("musl-gcc")
-            .args(args)
-            .arg(&out)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run musl-gcc: {e}"));
-        assert!(status.success(), "musl-gcc failed to build musl_probe");
+        let args = [self.src("musl_probe.c"), "-ldl".to_string()];
+        self.compile(OsStr::new("musl-gcc"), &self.bin.join("musl_probe"), &args);
         true
     }
 
