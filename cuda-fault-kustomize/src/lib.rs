@@ -10,64 +10,23 @@
 #![deny(unsafe_code)]
 
 pub mod component;
-pub mod env;
-pub mod error;
-pub mod gpu;
-pub mod hashed;
-pub mod inject;
-pub mod layout;
 pub mod overlays;
-pub mod patch;
-pub mod pin;
-pub mod ptr;
-pub mod sites;
-pub mod stream;
-pub mod workloads;
+
+// The injection's rules live in the `injection` crate, shared with the helper's live injection.
+pub use injection::{env, error, gpu, hashed, inject, layout, patch, pin, ptr, sites, stream, workloads, Options};
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use injection::env::SourcePin;
+use injection::error::{refuse, Error};
+use injection::layout::STALE;
+use injection::patch::Op;
+use injection::ptr::Ptr;
+use injection::stream::ObjectId;
+
 use crate::component::{Component, Patch};
-use crate::env::SourcePin;
-use crate::error::{refuse, Error};
-use crate::layout::STALE;
-use crate::patch::Op;
-use crate::pin::NodePin;
-use crate::ptr::Ptr;
-use crate::stream::ObjectId;
-
-/// What `generate` is asked for.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// The init container's image.
-    pub image: String,
-    /// Containers to inject into although they ask for no GPU.
-    pub containers: Vec<String>,
-    /// ConfigMaps and Secrets outside the input that the user says set no variable of ours.
-    pub envfrom_without_ld_preload: Vec<String>,
-    /// Faults on from process start with this XID (`CUDA_FAULT_INJECTION_ENABLED="1"`).
-    pub faults_from_start: Option<u32>,
-    /// Mount the node's toggle directory (hostPath); off with `--no-toggle`.
-    pub toggle: bool,
-    pub pin: Option<NodePin>,
-    /// The command that regenerates the file, for its header.
-    pub command: String,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            image: layout::DEFAULT_IMAGE.into(),
-            containers: vec![],
-            envfrom_without_ld_preload: vec![],
-            faults_from_start: None,
-            toggle: true,
-            pin: None,
-            command: "cuda-fault-kustomize generate".into(),
-        }
-    }
-}
 
 /// The generated file and what it will do.
 pub struct Generated {

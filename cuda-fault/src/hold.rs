@@ -35,7 +35,7 @@ pub fn line_from_entries(dir: &Path, entries: &[(String, String)]) -> Result<Lin
     let mut keys = Keys::default();
     for (name, value) in entries {
         if name == XID_KEY {
-            xid = Some(crate::parse_xid(value).map_err(|e| bad(dir, format!("xid: {e}")))?);
+            xid = Some(crate::commands::flags::parse_xid(value).map_err(|e| bad(dir, format!("xid: {e}")))?);
             continue;
         }
         let Some(key) = Key::from_name(name.as_bytes()) else {

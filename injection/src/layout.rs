@@ -1,6 +1,7 @@
 //! Where the injection puts things in a pod, the one definition used by the generator
-//! (`cuda-fault-kustomize`), by `verify` (which reads pods by these names), by the node Job and
-//! by `hold`. The image holds the helper and the shim side by side in `/usr/local/bin`.
+//! (`cuda-fault-kustomize`), by the live injection and `verify` of the helper (which reads pods by
+//! these names), by the node Job and by `hold`. The image holds the helper and the shim side by
+//! side in `/usr/local/bin`.
 
 /// The image, tagged with this version.
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/cuda-fault/cuda-fault:", env!("CARGO_PKG_VERSION"));
@@ -34,3 +35,16 @@ pub const ENV_XID: &str = "CUDA_XID_TYPE";
 
 /// The non-root user of the image (and of the init container).
 pub const IMAGE_UID: i64 = 65532;
+
+/// The scratch key of every patch and the annotation the guards ask for: what a user reads in
+/// kustomize's error when the base no longer matches the Component.
+pub const STALE: &str = "cuda-fault-targets-are-stale--rerun-cuda-fault-kustomize";
+
+/// DGD service `componentType`s (v1alpha1) and component `type`s (v1beta1) that run GPU workers.
+pub const WORKER_TYPES: &[&str] = &["worker", "prefill", "decode"];
+
+/// The weight of the preferred node pin (the most a preferred term can have).
+pub const PREFERRED_WEIGHT: i32 = 100;
+
+/// The emptyDir that holds the shim is small: the library is about 1 MB.
+pub const SHIM_VOLUME_SIZE: &str = "64Mi";

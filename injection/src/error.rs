@@ -20,7 +20,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// `Err(Error)` with a formatted message.
+#[macro_export]
 macro_rules! refuse {
     ($($arg:tt)*) => { return Err($crate::error::Error(format!($($arg)*))) };
 }
-pub(crate) use refuse;
+pub use crate::refuse;

@@ -16,28 +16,13 @@ use serde_json::{json, Value};
 use crate::env::{self, Lookup, SourcePin};
 use crate::error::{refuse, Error};
 use crate::layout::*;
-use crate::patch::{Op, Plan};
+use crate::outcome::Outcome;
+use crate::patch::Plan;
 use crate::pin;
 use crate::sites::{self, list, name_of, Site};
 use crate::stream::Object;
 use crate::workloads::{self, Shape};
 use crate::Options;
-
-/// What the generator did with one object.
-pub struct Outcome {
-    pub ops: Vec<Op>,
-    /// Whether anything is injected (else the patch only pins what makes it a non-target).
-    pub injected: bool,
-    /// One line per injected pod or container, and one per thing left alone, for the header.
-    pub injected_lines: Vec<String>,
-    pub left_alone: Vec<String>,
-    /// Keys of ConfigMaps and Secrets the decision relied on.
-    pub source_pins: Vec<SourcePin>,
-    /// `--container` names that matched here.
-    pub named: BTreeSet<String>,
-    /// The object as kustomize will render it.
-    pub result: Value,
-}
 
 /// Plans the injection into `objects[index]`; `None` for kinds the generator does not handle.
 pub fn object(objects: &[Object], index: usize, opts: &Options) -> Result<Option<Outcome>, Error> {
