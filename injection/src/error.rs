@@ -1,4 +1,6 @@
-//! Why the generator refuses: one line that names the object, what is wrong and what to do.
+//! Why the generator refuses: one line that names the object, what is wrong and what to do. The
+//! line is escaped ([`crate::text::escape`]): a name or value holding a line break never makes a
+//! refusal span two lines.
 
 use std::fmt;
 
@@ -7,7 +9,7 @@ pub struct Error(pub String);
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Error {
-        Error(message.into())
+        Error(crate::text::escape(&message.into()))
     }
 }
 
@@ -22,6 +24,6 @@ impl std::error::Error for Error {}
 /// `Err(Error)` with a formatted message.
 #[macro_export]
 macro_rules! refuse {
-    ($($arg:tt)*) => { return Err($crate::error::Error(format!($($arg)*))) };
+    ($($arg:tt)*) => { return Err($crate::error::Error::new(format!($($arg)*))) };
 }
 pub use crate::refuse;

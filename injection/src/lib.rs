@@ -13,12 +13,14 @@ pub mod gpu;
 pub mod hashed;
 pub mod inject;
 pub mod layout;
+pub mod names;
 pub mod outcome;
 pub mod patch;
 pub mod pin;
 pub mod ptr;
 pub mod sites;
 pub mod stream;
+pub mod text;
 pub mod workloads;
 
 use crate::pin::NodePin;
