@@ -1,6 +1,8 @@
 //! The generated file: a kustomize Component of JSON6902 patches (one per workload, and one per
 //! ConfigMap or Secret whose keys the injection relies on) and of `replacements` that guard
-//! against workloads the generator did not see, under a header saying what was found.
+//! against workloads the generator did not see, under a header saying what was found. The guards
+//! copy from a ConfigMap of the Component's own, generated and marked local (kustomize drops it
+//! from the output), so they hold whatever happens to the user's workloads.
 
 use serde::Serialize;
 
@@ -14,9 +16,39 @@ use crate::workloads::KINDS;
 pub struct Component {
     pub api_version: &'static str,
     pub kind: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_map_generator: Vec<Generator>,
     pub patches: Vec<Patch>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replacements: Vec<Replacement>,
+}
+
+/// A `configMapGenerator` entry.
+#[derive(Serialize)]
+pub struct Generator {
+    pub name: &'static str,
+    pub options: GeneratorOptions,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorOptions {
+    pub disable_name_suffix_hash: bool,
+    pub annotations: std::collections::BTreeMap<&'static str, &'static str>,
+}
+
+/// kustomize drops an object with this annotation from what it prints (and applies).
+pub const LOCAL_CONFIG: &str = "config.kubernetes.io/local-config";
+
+/// The guards' source: a ConfigMap that exists only while kustomize builds, named for the way out.
+pub fn guard_source() -> Generator {
+    Generator {
+        name: STALE,
+        options: GeneratorOptions {
+            disable_name_suffix_hash: true,
+            annotations: [(LOCAL_CONFIG, "true")].into_iter().collect(),
+        },
+    }
 }
 
 #[derive(Serialize)]
@@ -90,10 +122,10 @@ pub fn patch_text(ops: &[Op]) -> String {
 
 /// The guards: for every kind the generator handles, the build fails for any object of that
 /// kind it did not see (it cannot know whether that one needs the shim). The replacement copies
-/// an existing field of a seen object onto a field no object has, without `create`, so kustomize
-/// fails ("unable to find field ...") for each object that is not rejected; the field's name
-/// says what to do. Names in `reject` are compared literally, namespaces with "" = default.
-pub fn guards(seen: &[ObjectId], source: &ObjectId) -> Replacement {
+/// the name of [`guard_source`] onto a field no object has, without `create`, so kustomize fails
+/// ("unable to find field ...") for each object that is not rejected; the field's name says what
+/// to do. Names in `reject` are compared literally, namespaces with "" = default.
+pub fn guards(seen: &[ObjectId]) -> Replacement {
     let targets = KINDS
         .iter()
         .map(|(group, kind)| ReplacementTarget {
@@ -110,36 +142,27 @@ pub fn guards(seen: &[ObjectId], source: &ObjectId) -> Replacement {
             field_paths: vec![format!("metadata.annotations.{STALE}--new-{kind}")],
         })
         .collect();
-    Source::of(source).into_replacement(targets)
+    let source = Source {
+        selector: Selector {
+            version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(STALE.into()),
+            ..Selector::default()
+        },
+        field_path: "metadata.name",
+    };
+    Replacement { source, targets }
 }
 
-impl Source {
-    fn of(id: &ObjectId) -> Source {
-        Source {
-            selector: Selector {
-                group: opt(&id.group),
-                version: opt(&id.version),
-                kind: Some(id.kind.clone()),
-                name: Some(id.name.clone()),
-                namespace: Some(id.namespace_or_default().to_string()),
-            },
-            field_path: "metadata.name",
-        }
-    }
-
-    fn into_replacement(self, targets: Vec<ReplacementTarget>) -> Replacement {
-        Replacement { source: self, targets }
-    }
-}
-
-/// The file: the header (each line a comment) and the Component.
+/// The file: the header (each line a comment, escaped: a name holding a line break must not end
+/// the comment and become configuration) and the Component.
 pub fn render(header: &[String], component: &Component) -> String {
     let mut out = String::new();
     for line in header {
         if line.is_empty() {
             out.push_str("#\n");
         } else {
-            out.push_str(&format!("# {line}\n"));
+            out.push_str(&format!("# {}\n", injection::text::escape(line)));
         }
     }
     out.push_str(&serde_norway::to_string(component).expect("serializable"));

@@ -9,11 +9,14 @@
 
 #![deny(unsafe_code)]
 
+pub mod args;
 pub mod component;
 pub mod overlays;
 
 // The injection's rules live in the `injection` crate, shared with the helper's live injection.
-pub use injection::{env, error, gpu, hashed, inject, layout, patch, pin, ptr, sites, stream, workloads, Options};
+pub use injection::{
+    env, error, gpu, hashed, inject, layout, names, patch, pin, ptr, sites, stream, text, workloads, Options,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +29,7 @@ use injection::patch::Op;
 use injection::ptr::Ptr;
 use injection::stream::ObjectId;
 
+use crate::args::Skip;
 use crate::component::{Component, Patch};
 
 /// The generated file and what it will do.
@@ -39,6 +43,12 @@ pub struct Generated {
 
 /// Generates the Component for the rendered stream `input`.
 pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
+    generate_skipping(input, opts, &[])
+}
+
+/// Generates the Component, leaving out the workloads `skip` names (they stay known to the
+/// guards, so they do not fail the build as new ones).
+pub fn generate_skipping(input: &str, opts: &Options, skip: &[Skip]) -> Result<Generated, Error> {
     if let Some(xid) = opts.faults_from_start {
         if xid_table::find(xid).is_none() {
             refuse!("--faults-from-start {xid}: unknown XID; supported: {}", xid_table::supported_list());
@@ -51,17 +61,26 @@ pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
     let (mut injected, mut left_alone) = (Vec::new(), Vec::new());
     let mut named = BTreeSet::new();
     let mut source_pins: BTreeSet<SourcePin> = BTreeSet::new();
-    let mut first_injected: Option<ObjectId> = None;
+    let mut skipped = Vec::new();
+    let mut skips_used = BTreeSet::new();
+    let mut any_injected = false;
     for (i, obj) in objects.iter().enumerate() {
+        if workloads::shape(&obj.id)?.is_none() {
+            continue;
+        }
+        if let Some(s) = skip.iter().position(|s| s.matches(&obj.id)) {
+            skips_used.insert(s);
+            seen.push(obj.id.clone());
+            skipped.push(format!("{} (--skip {})", obj.id, skip[s]));
+            continue;
+        }
         let Some(outcome) = inject::object(&objects, i, opts)? else { continue };
         seen.push(obj.id.clone());
         injected.extend(outcome.injected_lines);
         left_alone.extend(outcome.left_alone);
         named.extend(outcome.named);
         source_pins.extend(outcome.source_pins);
-        if outcome.injected && first_injected.is_none() {
-            first_injected = Some(obj.id.clone());
-        }
+        any_injected |= outcome.injected;
         if !outcome.ops.is_empty() {
             patches.push(Patch { target: component::target(&obj.id), patch: component::patch_text(&outcome.ops) });
             results.push((obj.id.clone(), outcome.result));
@@ -72,9 +91,22 @@ pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
             refuse!("--container {name} matches no container of a Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or Pod in the input");
         }
     }
-    let Some(source) = first_injected else {
-        refuse!("found nothing to inject into: no container of a supported workload uses a GPU and no DynamoGraphDeployment has a worker; name containers with --container NAME");
-    };
+    for (i, s) in skip.iter().enumerate() {
+        if !skips_used.contains(&i) {
+            refuse!("--skip {s} matches no workload in the input");
+        }
+    }
+    if !any_injected {
+        let mut found: Vec<String> = left_alone.clone();
+        found.extend(skipped.iter().cloned());
+        if found.is_empty() {
+            refuse!("found nothing to inject into: the input holds no Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod or DynamoGraphDeployment; feed the output of kubectl kustomize");
+        }
+        refuse!(
+            "found nothing to inject into: {}; name the containers that use a GPU with --container NAME (for GPUs from DRA resource claims), or generate from the workloads that use one",
+            found.join("; ")
+        );
+    }
     let mut by_object: BTreeMap<usize, Vec<SourcePin>> = BTreeMap::new();
     for p in source_pins {
         by_object.entry(p.object).or_default().push(p);
@@ -89,8 +121,9 @@ pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
     let component = Component {
         api_version: "kustomize.config.k8s.io/v1alpha1",
         kind: "Component",
+        config_map_generator: vec![component::guard_source()],
         patches,
-        replacements: vec![component::guards(&seen, &source)],
+        replacements: vec![component::guards(&seen)],
     };
     let mut warnings = Vec::new();
     if !opts.toggle && opts.faults_from_start.is_none() {
@@ -99,7 +132,7 @@ pub fn generate(input: &str, opts: &Options) -> Result<Generated, Error> {
                 .to_string(),
         );
     }
-    let text = component::render(&header(opts, &injected, &left_alone), &component);
+    let text = component::render(&header(opts, &injected, &left_alone, &skipped), &component);
     Ok(Generated { text, results, warnings })
 }
 
@@ -127,16 +160,17 @@ fn source_ops(doc: &Value, pins: &[SourcePin]) -> Vec<Op> {
     ops
 }
 
-fn header(opts: &Options, injected: &[String], left_alone: &[String]) -> Vec<String> {
+fn header(opts: &Options, injected: &[String], left_alone: &[String], skipped: &[String]) -> Vec<String> {
     let version = env!("CARGO_PKG_VERSION");
     let mut h = vec![
         format!("Loads the cuda-fault shim into the containers listed below. Generated by cuda-fault-kustomize {version}; do not"),
-        "edit. Regenerate whenever the base changes (the build fails, naming".to_string(),
-        format!("{STALE}, until you do):"),
-        format!("  kubectl kustomize <your base> | {} > <this directory>/kustomization.yaml", opts.command),
-        "Use it from an overlay of your own:".to_string(),
-        "  resources: [<your base>]".to_string(),
+        "edit. It holds for exactly what it was generated from: list it in an overlay of its own whose only".to_string(),
+        "resource is that (your base, or your production overlay), with no patches or generators beside it:".to_string(),
+        "  resources: [<what you generated from>]".to_string(),
         "  components: [<this directory>]".to_string(),
+        "Regenerate whenever that changes (the build fails, naming".to_string(),
+        format!("{STALE}, until you do):"),
+        format!("  kubectl kustomize <what you generated from> | {} > <this directory>/kustomization.yaml", opts.command),
         String::new(),
     ];
     h.push(match opts.faults_from_start {
@@ -160,6 +194,10 @@ fn header(opts: &Options, injected: &[String], left_alone: &[String]) -> Vec<Str
     if !left_alone.is_empty() {
         h.push("Left alone:".into());
         h.extend(left_alone.iter().map(|l| format!("  {l}")));
+    }
+    if !skipped.is_empty() {
+        h.push("Skipped:".into());
+        h.extend(skipped.iter().map(|l| format!("  {l}")));
     }
     h
 }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use cuda_fault_kustomize::pin::{Mode, NodePin};
-use cuda_fault_kustomize::{generate, overlays, Options};
+use cuda_fault_kustomize::{args, generate_skipping, overlays, stream, Options};
 
 const ABOUT: &str = "Generates the kustomize Component that loads the cuda-fault shim into your workloads";
 
@@ -18,12 +18,20 @@ then, in an overlay of your own:
   resources: [../my-app]
   components: [../my-app-cuda-fault]
 
+The overlay that lists the Component lists nothing else (no patches, no generators): put your
+production overlay under it (resources: [../my-app-prod]) and generate from
+`kubectl kustomize ../my-app-prod`, so the Component sees exactly what you generated from.
+
 Injected into GPU containers (resources naming nvidia.com/gpu, */gpu, nvidia.com/mig-*, or
---container) of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods,
-and into the worker/prefill/decode services of DynamoGraphDeployments (v1alpha1, v1beta1):
-an init container copying the shim, two volumes, read-only mounts, LD_PRELOAD (the user's own
-value kept after the shim). Faults stay off until the node's toggle file turns them on.
-The build fails when the base no longer matches: regenerate then.";
+--container), native sidecars (init containers with restartPolicy: Always) included, of
+Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods, and into the
+worker/prefill/decode services of DynamoGraphDeployments (v1alpha1, v1beta1): an init container
+copying the shim, two volumes, read-only mounts, LD_PRELOAD (the user's own value kept after
+the shim). Faults stay off until the node's toggle file turns them on. When no workload has a
+target, the generator refuses, listing each workload and why it was left alone.
+The build fails when the base no longer matches, naming
+cuda-fault-targets-are-stale--rerun-cuda-fault-kustomize: regenerate then.
+Refusals are one line on stderr, exit 2, nothing on stdout.";
 
 #[derive(Parser)]
 #[command(name = "cuda-fault-kustomize", version, about = ABOUT)]
@@ -53,10 +61,15 @@ struct GenerateArgs {
     /// Image of the init container that installs the shim
     #[arg(long, value_name = "IMAGE", default_value = cuda_fault_kustomize::layout::DEFAULT_IMAGE)]
     image: String,
-    /// Also inject into containers with this name that ask for no GPU (repeatable)
+    /// Also inject into containers (or native sidecars) with this name that ask for no GPU (repeatable)
     #[arg(long = "container", value_name = "NAME")]
     containers: Vec<String>,
-    /// A ConfigMap or Secret named in envFrom but absent from the input that sets no LD_PRELOAD (repeatable)
+    /// Leave this workload out although it uses a GPU, e.g. deployment/vllm-canary (repeatable)
+    #[arg(long = "skip", value_name = "KIND/NAME")]
+    skip: Vec<String>,
+    /// A ConfigMap or Secret named in envFrom but absent from the input that sets none of the
+    /// injected variables: LD_PRELOAD, and with --faults-from-start CUDA_FAULT_INJECTION_ENABLED
+    /// and CUDA_XID_TYPE (repeatable)
     #[arg(long = "envfrom-without-ld-preload", value_name = "NAME")]
     envfrom_without_ld_preload: Vec<String>,
     /// Faults on from process start with this XID (CUDA_FAULT_INJECTION_ENABLED="1", CUDA_XID_TYPE)
@@ -68,9 +81,9 @@ struct GenerateArgs {
     /// Pin the injected pods to this node (its metadata.name)
     #[arg(long, value_name = "NODE")]
     pin_node: Option<String>,
-    /// How --pin-node pins
-    #[arg(long, value_enum, default_value = "preferred", requires = "pin_node")]
-    pin: Mode,
+    /// How --pin-node pins [default: preferred]
+    #[arg(long, value_enum)]
+    pin: Option<Mode>,
     /// Read the workloads from this file instead of stdin
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
@@ -92,8 +105,9 @@ fn command_line() -> String {
     words.join(" ")
 }
 
+/// One line on stderr (escaped: a value with a line break never makes it two), and the exit code.
 fn fail(message: impl std::fmt::Display, code: i32) -> ! {
-    eprintln!("cuda-fault-kustomize: {message}");
+    eprintln!("cuda-fault-kustomize: {}", cuda_fault_kustomize::text::escape(&message.to_string()));
     std::process::exit(code)
 }
 
@@ -102,21 +116,42 @@ fn main() {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
+            // clap's message, on one line: what is wrong and which argument (it can take two lines).
             let text = e.render().to_string();
-            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            fail(format!("{} (see --help)", first.strip_prefix("error: ").unwrap_or(first)), 2)
+            let said: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let said = said.join(" ");
+            let said = said.strip_prefix("error: ").unwrap_or(&said);
+            fail(format!("{} (see --help)", if said.is_empty() { "invalid arguments" } else { said }), 2)
         }
     };
     match cli.command {
         Command::Generate(a) => {
-            let mut input = String::new();
+            // Every value that reaches the output is checked before the input is read.
+            let checked = args::check(&args::Given {
+                image: &a.image,
+                containers: &a.containers,
+                skip: &a.skip,
+                envfrom_without_ld_preload: &a.envfrom_without_ld_preload,
+                pin_node: a.pin_node.as_deref(),
+                pin_given: a.pin.is_some(),
+            });
+            let skip = checked.unwrap_or_else(|e| fail(e, 2));
+            // One byte more than the limit tells an input over it.
+            let limit = stream::MAX_INPUT_BYTES as u64 + 1;
+            let mut bytes = Vec::new();
             let read = match &a.input {
-                Some(p) => std::fs::read_to_string(p).map(|s| input = s),
-                None => std::io::stdin().read_to_string(&mut input).map(|_| ()),
+                Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit).read_to_end(&mut bytes)),
+                None => std::io::stdin().lock().take(limit).read_to_end(&mut bytes),
             };
             if let Err(e) = read {
                 fail(format!("cannot read the input: {e}"), 74);
             }
+            let input = stream::text(&bytes).unwrap_or_else(|e| fail(e, 2));
             if a.input.is_none() && input.trim().is_empty() {
                 fail("no input on stdin; pipe in the rendered workloads: kubectl kustomize ./my-app | cuda-fault-kustomize generate", 2);
             }
@@ -126,10 +161,10 @@ fn main() {
                 envfrom_without_ld_preload: a.envfrom_without_ld_preload,
                 faults_from_start: a.faults_from_start,
                 toggle: !a.no_toggle,
-                pin: a.pin_node.map(|node| NodePin { node, mode: a.pin }),
+                pin: a.pin_node.map(|node| NodePin { node, mode: a.pin.unwrap_or(Mode::Preferred) }),
                 command: command_line(),
             };
-            match generate(&input, &opts) {
+            match generate_skipping(input, &opts, &skip) {
                 Ok(g) => {
                     for w in &g.warnings {
                         eprintln!("cuda-fault-kustomize: {w}");

@@ -155,8 +155,8 @@ fn collisions(doc: &Value, site: &Site) -> Result<(), Error> {
                 let name = name_of(m);
                 if [SHIM_VOLUME, TOGGLE_VOLUME].contains(&name) || [SHIM_DIR, TOGGLE_DIR].contains(&path) {
                     refuse!(
-                        "{what}: container {} already mounts {} at {}, which the injection uses; move yours",
-                        t.name,
+                        "{what}: {} already mounts {} at {}, which the injection uses; move yours",
+                        t.label,
                         if name.is_empty() { "a volume" } else { name },
                         path
                     );
@@ -182,7 +182,7 @@ fn inject(
     }
     let mut lines = Vec::new();
     for t in &site.targets {
-        let what = format!("{}: container {}", site.what, t.name);
+        let what = format!("{}: {}", site.what, t.label);
         let preload = env::resolve(plan, &t.env, &ours, lookup, &what, pins)?;
         let value =
             if preload.theirs.is_empty() { PRELOAD.to_string() } else { format!("{PRELOAD}:{}", preload.theirs) };
@@ -221,7 +221,11 @@ fn inject(
         let why = if t.why.is_empty() { String::new() } else { format!(" ({})", t.why) };
         lines.push(format!("{what}{why}{kept}"));
     }
-    plan.append(&site.pod.key("initContainers"), init_container(&opts.image))?;
+    // Before the first sidecar that preloads the shim, which starts before later init containers.
+    match site.install_before {
+        Some(i) => plan.insert(&site.pod.key("initContainers"), i, init_container(&opts.image))?,
+        None => plan.append(&site.pod.key("initContainers"), init_container(&opts.image))?,
+    }
     for v in volumes(opts.toggle) {
         plan.append(&site.pod.key("volumes"), v)?;
     }

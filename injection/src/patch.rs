@@ -156,6 +156,16 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
+    /// Inserts `item` into the existing list at `list`, before the entry at `index`.
+    pub fn insert(&mut self, list: &Ptr, index: usize, item: Value) -> Result<(), Error> {
+        match list.get_mut(&mut self.work) {
+            Some(Value::Array(items)) if index <= items.len() => items.insert(index, item.clone()),
+            _ => refuse!("{list} is not a list with an entry {index}"),
+        }
+        self.adds.push(Op::add(&list.index(index), item));
+        Ok(())
+    }
+
     /// Replaces the (existing) value at `p`.
     pub fn replace(&mut self, p: &Ptr, value: Value) {
         *p.get_mut(&mut self.work).expect("replace an existing value") = value.clone();
