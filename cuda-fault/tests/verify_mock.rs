@@ -93,7 +93,10 @@ async fn a_deployments_pods_their_nodes_toggle_files_and_hold_pods() {
     })
     .await;
     let f = o.result.unwrap_err();
-    assert_eq!((f.code, f.message.as_str()), (exit::NOT_INJECTED, "1 of 2 pods do not carry the injection: vllm-2"));
+    assert_eq!(
+        (f.code, f.message.as_str()),
+        (exit::NOT_INJECTED, "1 of 2 pods do not carry the injection: vllm-2 (no cuda-fault-shim-install init container: not injected)")
+    );
     assert_eq!(
         o.out,
         "namespace prod Deployment vllm (pods app=vllm,tier in (a,b)): 1 of 2 pods carry the injection\n\
@@ -101,6 +104,9 @@ async fn a_deployments_pods_their_nodes_toggle_files_and_hold_pods() {
          POD     NODE   SHIM-INSTALL  LD_PRELOAD  /cuda-fault  /host-fault  INJECTED\n\
          vllm-1  gpu-1  done          vllm        vllm         vllm         yes\n\
          vllm-2  gpu-2  absent        -           -            -            no\n\
+         \n\
+         not injected:\n\
+         vllm-2: no cuda-fault-shim-install init container: not injected\n\
          \n\
          NODE   TOGGLE FILE                                     HOLD POD\n\
          gpu-1  faults on: XID 79 (GPU_HAS_FALLEN_OFF_THE_BUS)  cuda-fault-hold-x2x9k\n"
@@ -127,7 +133,8 @@ async fn a_dgds_pods_by_the_operators_label_as_json() {
         json!({"namespace": "llm", "workload": "DynamoGraphDeployment vllm-disagg",
                "selector": "nvidia.com/dynamo-graph-deployment-name=vllm-disagg",
                "pods": [{"pod": "vllm-disagg-decode-0", "node": "gpu-3", "phase": "Running", "shim_install": "done",
-                         "preloaded": ["vllm"], "shim_mounted": ["vllm"], "toggle_mounted": ["vllm"], "injected": true}],
+                         "preloaded": ["vllm"], "shim_mounted": ["vllm"], "toggle_mounted": ["vllm"], "injected": true,
+                         "reason": null}],
                "nodes": [], "injected": 1})
     );
 }
@@ -161,11 +168,61 @@ async fn init_container_states_and_a_failing_status_job() {
         s.expect("DELETE", &format!("{JOBS}/{name}?")).await.json(200, deleted());
     })
     .await;
-    assert_eq!(o.result.unwrap_err().message, "3 of 4 pods do not carry the injection: w, f, n");
+    assert_eq!(
+        o.result.unwrap_err().message,
+        "3 of 4 pods do not carry the injection: w (the cuda-fault-shim-install init container is waiting (ImagePullBackOff)), \
+         f (the cuda-fault-shim-install init container is failed (exit 66)), \
+         n (container vllm: LD_PRELOAD does not name the shim first (it is '/usr/lib/libjemalloc.so.2'))"
+    );
     assert!(o.out.contains("\nw    gpu-1  waiting (ImagePullBackOff)"), "{}", o.out);
     assert!(o.out.contains("\nf    gpu-1  failed (exit 66)"), "{}", o.out);
     assert!(o.out.contains("\nn    gpu-1  done                        -"), "{}", o.out);
     assert!(o.out.contains("gpu-1  unknown: Job cuda-fault/cuda-fault-status-gpu-1-t3st1 failed on node gpu-1: cuda-fault: cannot read"), "{}", o.out);
+}
+
+/// An overlay that lists the Component and also patches the container's LD_PRELOAD keeps the
+/// mounts and the init container but drops the shim, or puts it after the user's library: such a
+/// pod is not injected, and the report says why.
+#[tokio::test]
+async fn a_pod_whose_ld_preload_lost_the_shim_is_not_injected_and_says_why() {
+    let o = verify(&["-n", "prod", "-l", "app=vllm", "--no-node-check"], |mut s| async move {
+        let mut replaced = injected_pod("replaced", "gpu-1");
+        replaced["spec"]["containers"][0]["env"] = json!([{"name": "LD_PRELOAD", "value": "/usr/lib/libprod.so"}]);
+        let mut second = injected_pod("second", "gpu-1");
+        second["spec"]["containers"][0]["env"] =
+            json!([{"name": "LD_PRELOAD", "value": "/usr/lib/libprod.so:/cuda-fault/cuda_intercept.so"}]);
+        let mut unset = injected_pod("unset", "gpu-1");
+        unset["spec"]["containers"][0]["env"] = json!([]);
+        // A native sidecar that mounts the shim counts like a container.
+        let mut sidecar = injected_pod("sidecar", "gpu-1");
+        sidecar["spec"]["initContainers"] = json!([
+            {"name": "cuda-fault-shim-install"},
+            {"name": "proxy", "restartPolicy": "Always", "env": [{"name": "LD_PRELOAD", "value": "/x.so"}],
+             "volumeMounts": [{"name": "cuda-fault-shim", "mountPath": "/cuda-fault", "readOnly": true}]}]);
+        s.expect("GET", "/api/v1/namespaces/prod/pods?&labelSelector=app%3Dvllm")
+            .await
+            .json(200, pod_list(json!([injected_pod("ok", "gpu-1"), replaced, second, unset, sidecar])));
+    })
+    .await;
+    let f = o.result.unwrap_err();
+    assert_eq!(
+        (f.code, f.message.as_str()),
+        (
+            exit::NOT_INJECTED,
+            "4 of 5 pods do not carry the injection: \
+             replaced (container vllm: LD_PRELOAD does not name the shim first (it is '/usr/lib/libprod.so')), \
+             second (container vllm: LD_PRELOAD does not name the shim first (it is '/usr/lib/libprod.so:/cuda-fault/cuda_intercept.so')), \
+             unset (container vllm: LD_PRELOAD does not name the shim first (unset)), \
+             sidecar (container proxy: LD_PRELOAD does not name the shim first (it is '/x.so'))"
+        )
+    );
+    assert!(o.out.starts_with("namespace prod pods app=vllm: 1 of 5 pods carry the injection\n"), "{}", o.out);
+    assert!(o.out.contains("\nsecond    gpu-1  done          -           vllm         vllm         no\n"), "{}", o.out);
+    assert!(
+        o.out.contains("\nnot injected:\nreplaced: container vllm: LD_PRELOAD does not name the shim first (it is '/usr/lib/libprod.so')\n"),
+        "{}",
+        o.out
+    );
 }
 
 #[tokio::test]

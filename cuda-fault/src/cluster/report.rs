@@ -1,4 +1,5 @@
-//! `verify`'s report as text: a summary line, a table of the pods, a table of their nodes.
+//! `verify`'s report as text: a summary line, a table of the pods, why each pod that does not
+//! carry the injection does not, a table of their nodes.
 
 use super::verify::Report;
 
@@ -50,6 +51,12 @@ pub fn text(r: &Report) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    let why: Vec<String> =
+        r.pods.iter().filter_map(|p| p.reason.as_ref().map(|reason| format!("{}: {reason}\n", p.pod))).collect();
+    if !why.is_empty() {
+        out.push_str("\nnot injected:\n");
+        out.extend(why);
+    }
     if !r.nodes.is_empty() {
         let mut rows = vec![["NODE", "TOGGLE FILE", "HOLD POD"].map(String::from).to_vec()];
         for n in &r.nodes {

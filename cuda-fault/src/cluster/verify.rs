@@ -1,8 +1,9 @@
 //! `cuda-fault verify`: which pods of a namespace (or of one workload) carry the injection, read
 //! from their spec and status (the shim-install init container finished with exit 0, the
-//! containers whose LD_PRELOAD names the shim, the /cuda-fault and /host-fault mounts), on which
-//! nodes, and each such node's toggle file (`cuda-fault status --json` in a read-only node Job)
-//! and hold pod.
+//! containers whose LD_PRELOAD names the shim first, the /cuda-fault and /host-fault mounts), on
+//! which nodes, and each such node's toggle file (`cuda-fault status --json` in a read-only node
+//! Job) and hold pod. A pod that does not carry it says why: an overlay that patches
+//! `LD_PRELOAD` after the injection leaves the mounts in place and the shim unloaded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -19,7 +20,7 @@ use super::errors::{api_failure, is_not_found, Call};
 use super::run::run_job;
 use super::{Options, Verb, HOLD_NAME, NAME_KEY};
 use crate::exit::{self, Failure};
-use crate::layout::{ENV_PRELOAD, INIT_CONTAINER, LIBRARY_NAME, SHIM_DIR, TOGGLE_DIR};
+use crate::layout::{ENV_PRELOAD, INIT_CONTAINER, PRELOAD, SHIM_DIR, TOGGLE_DIR};
 
 /// The label the Dynamo operator puts on every pod of a DynamoGraphDeployment.
 pub const DGD_POD_LABEL: &str = "nvidia.com/dynamo-graph-deployment-name";
@@ -87,14 +88,16 @@ pub struct PodReport {
     /// The shim-install init container: done, running, waiting (reason), failed (exit N),
     /// pending (no status yet) or absent.
     pub shim_install: String,
-    /// Containers whose LD_PRELOAD names the shim.
+    /// Containers (and native sidecars) whose LD_PRELOAD names the shim first.
     pub preloaded: Vec<String>,
     /// Containers that mount the shim at /cuda-fault.
     pub shim_mounted: Vec<String>,
     /// Containers that mount the node's toggle directory at /host-fault.
     pub toggle_mounted: Vec<String>,
-    /// The init container done and at least one container preloading the mounted shim.
+    /// The init container done and every container that mounts the shim preloading it first.
     pub injected: bool,
+    /// Why the pod does not carry the injection; `None` when it does.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -194,24 +197,53 @@ pub fn pod_report(pod: &Pod) -> PodReport {
         },
     };
     let (mut preloaded, mut shim_mounted, mut toggle_mounted) = (vec![], vec![], vec![]);
-    for c in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+    // Containers, and native sidecars (init containers that run beside them), which the
+    // generator injects alike.
+    let sidecars = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let mut not_first = Vec::new();
+    for c in sidecars.chain(containers) {
         // The last entry of a name is the one the kubelet uses.
-        let preload = c.env.iter().flatten().rfind(|e| e.name == ENV_PRELOAD);
-        if preload
-            .and_then(|e| e.value.as_deref())
-            .is_some_and(|v| v.split([':', ' ']).any(|l| l.ends_with(LIBRARY_NAME)))
-        {
+        let preload = c.env.iter().flatten().rfind(|e| e.name == ENV_PRELOAD).and_then(|e| e.value.as_deref());
+        let first = preload.and_then(|v| v.split([':', ' ']).find(|l| !l.is_empty()));
+        if first == Some(PRELOAD) {
             preloaded.push(c.name.clone());
         }
         for m in c.volume_mounts.iter().flatten() {
             match m.mount_path.trim_end_matches('/') {
-                SHIM_DIR => shim_mounted.push(c.name.clone()),
+                SHIM_DIR => {
+                    shim_mounted.push(c.name.clone());
+                    if first != Some(PRELOAD) {
+                        not_first.push(format!(
+                            "container {}: LD_PRELOAD does not name the shim first ({})",
+                            c.name,
+                            preload.map_or("unset".to_string(), |v| format!("it is '{v}'"))
+                        ));
+                    }
+                }
                 TOGGLE_DIR => toggle_mounted.push(c.name.clone()),
                 _ => {}
             }
         }
     }
-    let injected = shim_install == "done" && preloaded.iter().any(|c| shim_mounted.contains(c));
+    let reason = if shim_install == "absent" {
+        Some(format!("no {INIT_CONTAINER} init container: not injected"))
+    } else if shim_install != "done" {
+        Some(format!("the {INIT_CONTAINER} init container is {shim_install}"))
+    } else if !not_first.is_empty() {
+        // The mounts without the preload: something after the injection set LD_PRELOAD (an
+        // overlay's patch listed with the Component, or an edit).
+        Some(not_first.join("; "))
+    } else if shim_mounted.is_empty() {
+        Some(format!("no container mounts the shim at {SHIM_DIR}"))
+    } else {
+        None
+    };
+    let injected = reason.is_none();
     PodReport {
         pod: pod.metadata.name.clone().unwrap_or_default(),
         node: spec.and_then(|s| s.node_name.clone()),
@@ -221,6 +253,7 @@ pub fn pod_report(pod: &Pod) -> PodReport {
         shim_mounted,
         toggle_mounted,
         injected,
+        reason,
     }
 }
 

@@ -13,8 +13,9 @@ use crate::exit::{self, Failure};
 
 pub const VERIFY_HELP: &str = "\
 Reads the pods' spec and status (the shim-install init container finished, LD_PRELOAD naming the
-shim, the /cuda-fault and /host-fault mounts) and runs a read-only status Job on each node that
-holds an injected pod. Exit 1 when a selected pod does not carry the injection. Examples:
+shim first in every container that mounts it, the /cuda-fault and /host-fault mounts) and runs a
+read-only status Job on each node that holds an injected pod. Exit 1 when a selected pod does not
+carry the injection; the report says why for each. Examples:
   cuda-fault verify -n llm dgd/vllm-disagg
   cuda-fault verify -n prod -l app=vllm --json";
 
@@ -90,7 +91,15 @@ pub async fn verify_with(
         cluster::report::text(&report)
     };
     out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))?;
-    let missing: Vec<&str> = report.pods.iter().filter(|p| !p.injected).map(|p| p.pod.as_str()).collect();
+    let missing: Vec<String> = report
+        .pods
+        .iter()
+        .filter(|p| !p.injected)
+        .map(|p| match &p.reason {
+            Some(r) => format!("{} ({r})", p.pod),
+            None => p.pod.clone(),
+        })
+        .collect();
     if !missing.is_empty() {
         return Err(Failure::new(
             exit::NOT_INJECTED,
