@@ -100,13 +100,24 @@ pub fn text(bytes: &[u8]) -> Result<&str, Error> {
         refuse!("the input is larger than {} MiB; feed the output of kubectl kustomize", MAX_INPUT_BYTES >> 20);
     }
     let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(t) => Ok(t),
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
         Err(e) => refuse!(
             "the input is not UTF-8 (byte {} is not); feed the output of kubectl kustomize",
             e.valid_up_to() + 1
         ),
+    };
+    // kustomize's YAML parser (YAML 1.1) breaks lines at NEL, LS and PS, which YAML 1.2 reads as
+    // text: with one in the input, the two would see different names and values.
+    if let Some(at) = text.find(['\u{85}', '\u{2028}', '\u{2029}']) {
+        let line = text[..at].matches('\n').count() + 1;
+        let c = text[at..].chars().next().unwrap_or_default();
+        refuse!(
+            "input line {line} holds U+{:04X}, a line break to kustomize's YAML parser and text to others; remove it",
+            c as u32
+        );
     }
+    Ok(text)
 }
 
 fn options(input_len: usize) -> serde_saphyr::Options {
@@ -282,6 +293,10 @@ mod tests {
             .0;
         assert!(e.contains("YAML aliases repeat more than 16 MiB of text"), "{e}");
         assert_eq!(text("\u{feff}a: b".as_bytes()), Ok("a: b"));
+        assert_eq!(
+            text("a: b\nc: \"d\u{2028}e\"".as_bytes()).unwrap_err().0,
+            "input line 2 holds U+2028, a line break to kustomize's YAML parser and text to others; remove it"
+        );
         assert_eq!(
             text(b"a: \xff").unwrap_err().0,
             "the input is not UTF-8 (byte 4 is not); feed the output of kubectl kustomize"

@@ -72,7 +72,8 @@ pub fn generate(input: &str, args: &[&str]) -> Generated {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run cuda-fault-kustomize");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    // The generator may refuse before it reads everything (a broken pipe is then fine).
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     let out = child.wait_with_output().unwrap();
     Generated {
         code: out.status.code().unwrap_or(-1),
@@ -92,6 +93,14 @@ impl Layout {
     pub fn new(fixture_name: &str) -> Layout {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&fixture(fixture_name), &dir.path().join("app"));
+        std::fs::create_dir_all(dir.path().join("app-cuda-fault")).unwrap();
+        let l = Layout { dir };
+        l.overlay("");
+        l
+    }
+
+    /// A layout whose `app/` the caller wrote into `dir`.
+    pub fn at(dir: tempfile::TempDir) -> Layout {
         std::fs::create_dir_all(dir.path().join("app-cuda-fault")).unwrap();
         let l = Layout { dir };
         l.overlay("");
