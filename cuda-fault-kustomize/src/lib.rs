@@ -68,6 +68,7 @@ pub fn generate_skipping(input: &str, opts: &Options, skip: &[Skip]) -> Result<G
         if workloads::shape(&obj.id)?.is_none() {
             continue;
         }
+        object_names(&obj.id)?;
         if let Some(s) = skip.iter().position(|s| s.matches(&obj.id)) {
             skips_used.insert(s);
             seen.push(obj.id.clone());
@@ -113,6 +114,7 @@ pub fn generate_skipping(input: &str, opts: &Options, skip: &[Skip]) -> Result<G
     }
     for (index, pins) in by_object {
         let obj = &objects[index];
+        object_names(&obj.id)?;
         patches.push(Patch {
             target: component::target(&obj.id),
             patch: component::patch_text(&source_ops(&obj.doc, &pins)),
@@ -134,6 +136,19 @@ pub fn generate_skipping(input: &str, opts: &Options, skip: &[Skip]) -> Result<G
     }
     let text = component::render(&header(opts, &injected, &left_alone, &skipped), &component);
     Ok(Generated { text, results, warnings })
+}
+
+/// Refuses an object the Component would select whose name or namespace the API server would
+/// refuse: kustomize keeps names in lists of its own (a ',' in one breaks the build), and such a
+/// base could never be applied anyway.
+fn object_names(id: &ObjectId) -> Result<(), Error> {
+    if !names::is_dns_subdomain(&id.name) {
+        refuse!("{id}: its name is not a Kubernetes object name (a DNS-1123 subdomain), which the API server would refuse; fix the base");
+    }
+    if id.namespace.as_deref().is_some_and(|ns| !names::is_dns_label(ns)) {
+        refuse!("{id}: its namespace is not a DNS-1123 label, which the API server would refuse; fix the base");
+    }
+    Ok(())
 }
 
 /// Pins the keys of a ConfigMap or Secret that an `envFrom` decision relied on.

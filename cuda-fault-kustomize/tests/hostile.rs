@@ -68,7 +68,7 @@ fn a_line_break_in_a_name_never_becomes_kustomize_configuration() {
     for brk in ["\n", "\r", "\r\n"] {
         let dir = tempfile::tempdir().unwrap();
         let evil = format!("main{brk}namePrefix: pwned-{brk}namespace: pwned");
-        base_with(&dir.path().join("app"), &format!("w{brk}images: []"), "prod", &evil);
+        base_with(&dir.path().join("app"), "w", "prod", &evil);
         let l = Layout::at(dir);
         let g = l.generate(&[]);
         assert!(!g.stdout.contains("\nnamePrefix") && !g.stdout.contains("\nnamespace: pwned"), "{brk:?}:\n{}", g.stdout);
@@ -83,7 +83,19 @@ fn a_line_break_in_a_name_never_becomes_kustomize_configuration() {
         assert_eq!(out[0]["metadata"]["namespace"], "prod", "{brk:?}");
         assert_eq!(out[0]["metadata"]["name"], base[0]["metadata"]["name"]);
         assert_eq!(Expect::default().unexpected(&base[0], &out[0]), Vec::<String>::new(), "{brk:?}");
+        // An object name or namespace that the API server would refuse is refused here (a ','
+        // in one breaks kustomize's own bookkeeping; a line break would reach the header).
+        let dir = tempfile::tempdir().unwrap();
+        base_with(&dir.path().join("app"), &format!("w{brk}images: []"), "prod", "main");
+        let base = support::kustomize(&dir.path().join("app")).unwrap();
+        let e = refused(&generate(&base, &[])).to_string();
+        assert!(e.ends_with(": its name is not a Kubernetes object name (a DNS-1123 subdomain), which the API server would refuse; fix the base"), "{e}");
+        assert!(e.starts_with("cuda-fault-kustomize: Deployment prod/w\\"), "{e}");
     }
+    let dir = tempfile::tempdir().unwrap();
+    base_with(&dir.path().join("app"), "w", "a,b", "main");
+    let e = refused(&generate(&support::kustomize(&dir.path().join("app")).unwrap(), &[])).to_string();
+    assert_eq!(e, "cuda-fault-kustomize: Deployment a,b/w: its namespace is not a DNS-1123 label, which the API server would refuse; fix the base");
 }
 
 #[test]
