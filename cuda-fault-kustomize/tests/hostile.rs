@@ -71,7 +71,11 @@ fn a_line_break_in_a_name_never_becomes_kustomize_configuration() {
         base_with(&dir.path().join("app"), "w", "prod", &evil);
         let l = Layout::at(dir);
         let g = l.generate(&[]);
-        assert!(!g.stdout.contains("\nnamePrefix") && !g.stdout.contains("\nnamespace: pwned"), "{brk:?}:\n{}", g.stdout);
+        assert!(
+            !g.stdout.contains("\nnamePrefix") && !g.stdout.contains("\nnamespace: pwned"),
+            "{brk:?}:\n{}",
+            g.stdout
+        );
         // Every header line is one comment line, its names escaped.
         for line in g.stdout.lines().take_while(|l| l.starts_with('#')) {
             assert_eq!(injection::text::escape(line), line, "{brk:?}");
@@ -109,7 +113,12 @@ fn a_line_break_only_kustomize_sees_is_refused() {
         // kubectl folds a NEL into a space when it prints; LS and PS it prints as they are.
         if brk != "\u{85}" {
             let e = refused(&generate(&base, &[])).to_string();
-            assert!(e.ends_with(&format!("holds U+{code}, a line break to kustomize's YAML parser and text to others; remove it")), "{e}");
+            assert!(
+                e.ends_with(&format!(
+                    "holds U+{code}, a line break to kustomize's YAML parser and text to others; remove it"
+                )),
+                "{e}"
+            );
         }
         // In a comment too, where kustomize would read what follows as configuration.
         let e = refused(&generate(&format!("# x{brk}namePrefix: pwned-\n{base}"), &[])).to_string();
@@ -181,7 +190,10 @@ fn encoding_duplicates_and_lists_are_read_as_kubectl_reads_them() {
     // Duplicate keys are refused (strict decoding), not silently the last one.
     let dup = base.replacen("kind: DynamoGraphDeployment\n", "kind: DynamoGraphDeployment\nkind: Deployment\n", 1);
     let e = refused(&generate(&dup, &[])).to_string();
-    assert!(e.contains("a mapping has the key kind twice (strict decoding refuses it, as kubectl apply does); keep one"), "{e}");
+    assert!(
+        e.contains("a mapping has the key kind twice (strict decoding refuses it, as kubectl apply does); keep one"),
+        "{e}"
+    );
     // A kind: List gives its items; a refusal inside names the item and the object.
     let docs = support::docs(&base);
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": docs});
@@ -205,7 +217,12 @@ fn skip_leaves_a_workload_out_and_lists_it_and_its_guard_holds() {
     let l = Layout::new("apps");
     let g = l.generate(&["--container", "bench", "--skip", "deployment/vllm.v1", "--skip", "cronjob/prod/nightly"]);
     assert!(g.stdout.contains("# Skipped:\n#   Deployment prod/vllm.v1 (--skip deployment/vllm.v1)\n#   CronJob prod/nightly (--skip cronjob/prod/nightly)\n"), "{}", g.stdout);
-    assert!(g.stdout.contains("'--skip' deployment/vllm.v1") || g.stdout.contains("--skip deployment/vllm.v1 --skip cronjob/prod/nightly"), "the regenerate command keeps --skip: {}", g.stdout);
+    assert!(
+        g.stdout.contains("'--skip' deployment/vllm.v1")
+            || g.stdout.contains("--skip deployment/vllm.v1 --skip cronjob/prod/nightly"),
+        "the regenerate command keeps --skip: {}",
+        g.stdout
+    );
     let base = support::docs(&l.base());
     let out = l.render().unwrap();
     assert_eq!(find(&out, "Deployment", "vllm.v1"), find(&base, "Deployment", "vllm.v1"));
@@ -224,7 +241,8 @@ fn skip_leaves_a_workload_out_and_lists_it_and_its_guard_holds() {
 #[test]
 fn an_input_with_no_target_is_refused_listing_what_was_found() {
     let l = Layout::new("apps");
-    let base = l.base().replace("nvidia.com/gpu", "example.com/fpga").replace("nvidia.com/mig-1g.10gb", "example.com/fpga");
+    let base =
+        l.base().replace("nvidia.com/gpu", "example.com/fpga").replace("nvidia.com/mig-1g.10gb", "example.com/fpga");
     let e = refused(&generate(&base, &[])).to_string();
     assert!(e.starts_with("cuda-fault-kustomize: found nothing to inject into: Deployment prod/vllm.v1: no container uses a GPU (name one with --container); "), "{e}");
     assert!(e.contains("; Job prod/bench: no container uses a GPU"), "{e}");

@@ -83,7 +83,11 @@ fn on_top_of_a_production_overlay_the_component_sees_its_generators_and_patches(
     assert_eq!(vllm["replicas"], 5);
     assert_eq!(preload(&vllm["template"]["spec"], "vllm"), format!("{PRELOAD}:/opt/prod/libprod.so"));
     let trainer = &find(&out, "StatefulSet", "trainer")["spec"]["template"]["spec"];
-    assert_eq!(preload(trainer, "trainer"), format!("{PRELOAD}:libprod.so"), "the production overlay's ConfigMap value");
+    assert_eq!(
+        preload(trainer, "trainer"),
+        format!("{PRELOAD}:libprod.so"),
+        "the production overlay's ConfigMap value"
+    );
     let report = verify(&vllm["template"]["spec"]);
     assert!(report.injected, "{report:?}");
     // A later change of the production overlay that the injection relies on fails the build.
@@ -113,7 +117,11 @@ fn listed_beside_the_overlays_own_generators_or_patches_the_build_fails_naming_t
     let g = generate(&kustomize(&dir.join("overlay")).unwrap(), &["--container", "bench"]);
     assert_eq!(g.code, 0, "{}", g.stderr);
     std::fs::write(dir.join("app-cuda-fault/kustomization.yaml"), &g.stdout).unwrap();
-    write(dir, "overlay", &only_patch.replace("resources: [../app]\n", "resources: [../app]\ncomponents: [../app-cuda-fault]\n"));
+    write(
+        dir,
+        "overlay",
+        &only_patch.replace("resources: [../app]\n", "resources: [../app]\ncomponents: [../app-cuda-fault]\n"),
+    );
     let e = l.render().expect_err("the Component sees the container before the overlay's patch");
     assert!(e.contains(STALE), "{e}");
 }
@@ -135,7 +143,10 @@ fn under_a_production_overlay_changes_that_leave_the_injection_alone_build_and_v
     assert_eq!(out.len(), base.len(), "the Component's guard source is dropped from the output");
     let vllm = &find(&out, "Deployment", "vllm.v1")["spec"];
     assert_eq!(vllm["replicas"], 4);
-    assert_eq!(preload(&vllm["template"]["spec"], "vllm"), format!("{PRELOAD}:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"));
+    assert_eq!(
+        preload(&vllm["template"]["spec"], "vllm"),
+        format!("{PRELOAD}:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+    );
     assert!(verify(&vllm["template"]["spec"]).injected);
     // A production overlay on top that sets LD_PRELOAD replaces the shim's value after the
     // injection: nothing of the Component's runs after it, so the build cannot fail, but the
@@ -177,7 +188,9 @@ fn a_workload_renamed_after_generation_fails_naming_the_stale_key_and_one_remove
 /// `out` without the injection: the installer, our volumes and mounts, and the shim taken out
 /// of LD_PRELOAD (the entry removed where the injection added it).
 fn strip(mut pod: Value) -> Value {
-    let ours = |v: &Value| ["cuda-fault-shim", "cuda-fault-toggle", "cuda-fault-shim-install"].contains(&v["name"].as_str().unwrap_or(""));
+    let ours = |v: &Value| {
+        ["cuda-fault-shim", "cuda-fault-toggle", "cuda-fault-shim-install"].contains(&v["name"].as_str().unwrap_or(""))
+    };
     for key in ["initContainers", "containers"] {
         let Some(list) = pod[key].as_array_mut() else { continue };
         list.retain(|c| !ours(c));
@@ -217,15 +230,23 @@ fn native_sidecars_with_a_gpu_are_injected_after_the_shim_is_installed() {
     let out = l.render().unwrap_or_else(|e| panic!("{e}"));
     support::validate_all(&out);
     let pod = &find(&out, "Deployment", "engine")["spec"]["template"]["spec"];
-    let inits: Vec<&str> = pod["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let inits: Vec<&str> =
+        pod["initContainers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     // Sidecars start in order, before later init containers run: the installer goes first.
     assert_eq!(inits, ["warmup", "cuda-fault-shim-install", "proxy", "logs"]);
-    assert_eq!(preload(&json!({"containers": pod["initContainers"]}), "proxy"), format!("{PRELOAD}:/opt/proxy/libhook.so"));
+    assert_eq!(
+        preload(&json!({"containers": pod["initContainers"]}), "proxy"),
+        format!("{PRELOAD}:/opt/proxy/libhook.so")
+    );
     assert_eq!(preload(pod, "main"), PRELOAD);
     let report = verify(pod);
     assert!(report.injected, "{report:?}");
     assert_eq!(report.preloaded, ["proxy", "main"]);
-    assert_eq!(strip(pod.clone()), find(&base, "Deployment", "engine")["spec"]["template"]["spec"], "only our additions");
+    assert_eq!(
+        strip(pod.clone()),
+        find(&base, "Deployment", "engine")["spec"]["template"]["spec"],
+        "only our additions"
+    );
     // --container finds a native sidecar; it does not take an init container that runs to
     // completion (it runs before the shim is installed).
     let g = generate(&l.base(), &["--container", "logs"]);
@@ -233,7 +254,13 @@ fn native_sidecars_with_a_gpu_are_injected_after_the_shim_is_installed() {
     assert!(g.stdout.contains("native sidecar logs (named with --container)"), "{}", g.stdout);
     let g = generate(&l.base(), &["--container", "warmup"]);
     assert_eq!(g.code, 2);
-    assert!(g.stderr.contains("--container warmup names an init container of Deployment serving/engine that runs to completion"), "{}", g.stderr);
+    assert!(
+        g.stderr.contains(
+            "--container warmup names an init container of Deployment serving/engine that runs to completion"
+        ),
+        "{}",
+        g.stderr
+    );
     // A sidecar added, one given a GPU, or an init container turned into a sidecar after
     // generation fails the build naming the stale key.
     for (from, to) in [

@@ -95,7 +95,10 @@ async fn a_deployments_pods_their_nodes_toggle_files_and_hold_pods() {
     let f = o.result.unwrap_err();
     assert_eq!(
         (f.code, f.message.as_str()),
-        (exit::NOT_INJECTED, "1 of 2 pods do not carry the injection: vllm-2 (no cuda-fault-shim-install init container: not injected)")
+        (
+            exit::NOT_INJECTED,
+            "1 of 2 pods do not carry the injection: vllm-2 (no cuda-fault-shim-install init container: not injected)"
+        )
     );
     assert_eq!(
         o.out,

@@ -39,9 +39,9 @@ pub fn image_problem(s: &str) -> Option<&'static str> {
     if let Some(d) = digest {
         let Some((algorithm, hex)) = d.split_once(':') else { return Some("its digest is not ALGORITHM:HEX") };
         let alg_ok = !algorithm.is_empty()
-            && algorithm.split(['+', '.', '_', '-']).all(|p| {
-                !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+            && algorithm
+                .split(['+', '.', '_', '-'])
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if !alg_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Some("its digest is not ALGORITHM:HEX");
         }
@@ -102,7 +102,9 @@ pub fn image_problem(s: &str) -> Option<&'static str> {
         true
     };
     if parts.is_empty() || !parts.iter().all(|p| component_ok(p)) {
-        return Some("its repository path is not lower-case components ([a-z0-9] joined by '.', '_', '__' or '-') joined by '/'");
+        return Some(
+            "its repository path is not lower-case components ([a-z0-9] joined by '.', '_', '__' or '-') joined by '/'",
+        );
     }
     if name.len() > 255 {
         return Some("its name is longer than 255 characters");

@@ -147,7 +147,11 @@ fn target_why(plan: &mut Plan<'_>, c: &Value, c_ptr: &Ptr, named: bool) -> Optio
 /// A Kubernetes container (or native sidecar) to inject into.
 fn target(c_ptr: Ptr, label: String, name: String, why: String) -> Target {
     Target {
-        env: EnvPlace { own: Some(c_ptr.key("env")), inherited: vec![], from: vec![FromRef::List(c_ptr.key("envFrom"))] },
+        env: EnvPlace {
+            own: Some(c_ptr.key("env")),
+            inherited: vec![],
+            from: vec![FromRef::List(c_ptr.key("envFrom"))],
+        },
         ptr: Some(c_ptr),
         label,
         name,

@@ -194,7 +194,8 @@ fn parse_error(e: &serde_saphyr::Error) -> Error {
 
 /// Parses every document; empty documents are skipped, `kind: List` documents give their items.
 pub fn parse(text: &str) -> Result<Vec<Object>, Error> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options(text.len())).map_err(|e| parse_error(&e))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, options(text.len())).map_err(|e| parse_error(&e))?;
     let mut out = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         let where_ = format!("input document {}", i + 1);
@@ -206,7 +207,10 @@ pub fn parse(text: &str) -> Result<Vec<Object>, Error> {
         }
         if is_list(&doc) {
             let Some(Value::Array(items)) = doc.get("items") else {
-                refuse!("{where_} (kind {}) has no items list", crate::text::escape(doc["kind"].as_str().unwrap_or("")));
+                refuse!(
+                    "{where_} (kind {}) has no items list",
+                    crate::text::escape(doc["kind"].as_str().unwrap_or(""))
+                );
             };
             for (j, item) in items.iter().enumerate() {
                 let where_ = format!("{where_} (a List), item {}", j + 1);
@@ -282,9 +286,10 @@ mod tests {
         // A linear amplification: 20,000 items referenced 60 times.
         let items: String = (0..20_000).map(|i| format!("  - i{i}\n")).collect();
         let refs: String = (0..60).map(|i| format!("  k{i}: *big\n")).collect();
-        let e = parse(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\nbig: &big\n{items}data:\n{refs}"))
-            .unwrap_err()
-            .0;
+        let e =
+            parse(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\nbig: &big\n{items}data:\n{refs}"))
+                .unwrap_err()
+                .0;
         assert!(e.contains("YAML aliases expand to more than 1000000 nodes"), "{e}");
         let big = "x".repeat(1 << 20);
         let refs: String = (0..40).map(|i| format!("  k{i}: *s\n")).collect();
