@@ -171,7 +171,7 @@ fn input_bounds_refuse_early_with_one_line() {
     let huge = vec![b'#'; injection::stream::MAX_INPUT_BYTES + 1];
     assert_eq!(
         refused(&generate_bytes(&huge, &[])),
-        "cuda-fault-kustomize: the input is larger than 128 MiB; feed the output of kubectl kustomize"
+        "cuda-fault-kustomize: the input is larger than 64 MiB; feed the output of kubectl kustomize"
     );
 }
 

@@ -14,8 +14,9 @@ use serde_json::Value;
 
 use crate::error::{refuse, Error};
 
-/// The most input the generator reads. kubectl's render of a large application is a few MB.
-pub const MAX_INPUT_BYTES: usize = 128 << 20;
+/// The most input the generator reads: kubectl's render of a large application is a few MB,
+/// and the Component is about four times the size of its input (peak memory: README.md).
+pub const MAX_INPUT_BYTES: usize = 64 << 20;
 /// The deepest nesting of mappings and sequences (block or flow); the same limit as the YAML
 /// library of earlier versions, and far deeper than any Kubernetes object (CRD schemas included).
 pub const MAX_DEPTH: usize = 128;
