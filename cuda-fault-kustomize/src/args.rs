@@ -96,10 +96,12 @@ pub fn check(a: &Given<'_>) -> Result<Vec<Skip>, String> {
         }
     }
     match a.pin_node {
-        Some(n) if !names::is_node_name(n) => return Err(format!(
+        Some(n) if !names::is_node_name(n) => {
+            return Err(format!(
             "--pin-node {}: not a node name (its metadata.name, a DNS-1123 subdomain, as kubectl get nodes shows it)",
             escape(n)
-        )),
+        ))
+        }
         None if a.pin_given => return Err("--pin needs --pin-node NODE: the node to pin the injected pods to".into()),
         _ => {}
     }

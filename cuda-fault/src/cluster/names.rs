@@ -1,18 +1,7 @@
 //! Kubernetes name rules the helper checks before it calls the API.
 
-/// A DNS-1123 label: lower-case alphanumerics and '-', alphanumeric at both ends, 1..=63 chars.
-pub fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A node name: a DNS-1123 subdomain (labels joined by dots), at most 253 chars.
-pub fn is_node_name(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
+// The rules are the generator's too: one definition, in the injection crate.
+pub use injection::names::{is_dns_label, is_node_name};
 
 /// A label value for the node (at most 63 chars, alphanumeric at both ends).
 pub fn node_label_value(node: &str) -> String {
