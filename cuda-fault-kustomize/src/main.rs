@@ -18,9 +18,9 @@ then, in an overlay of your own:
   resources: [../my-app]
   components: [../my-app-cuda-fault]
 
-The overlay that lists the Component lists nothing else (no patches, no generators): put your
-production overlay under it (resources: [../my-app-prod]) and generate from
-`kubectl kustomize ../my-app-prod`, so the Component sees exactly what you generated from.
+The overlay that lists the Component adds no generators and no patches of the workloads
+(`images:` is fine): put your production overlay under it (resources: [../my-app-prod]) and
+generate from `kubectl kustomize ../my-app-prod`, so the Component sees exactly that.
 
 Injected into GPU containers (resources naming nvidia.com/gpu, */gpu, nvidia.com/mig-*, or
 --container), native sidecars (init containers with restartPolicy: Always) included, of
@@ -31,7 +31,9 @@ the shim). Faults stay off until the node's toggle file turns them on. When no w
 target, the generator refuses, listing each workload and why it was left alone.
 The build fails when the base no longer matches, naming
 cuda-fault-targets-are-stale--rerun-cuda-fault-kustomize: regenerate then.
-Refusals are one line on stderr, exit 2, nothing on stdout.";
+The input is untrusted: flag values are checked, names are escaped in the header, and the
+input is read within bounds (64 MiB, 128 levels of nesting, 1,000,000 nodes from aliases;
+UTF-8, no duplicate keys). Refusals are one line on stderr, exit 2, nothing on stdout.";
 
 #[derive(Parser)]
 #[command(name = "cuda-fault-kustomize", version, about = ABOUT)]
@@ -64,7 +66,8 @@ struct GenerateArgs {
     /// Also inject into containers (or native sidecars) with this name that ask for no GPU (repeatable)
     #[arg(long = "container", value_name = "NAME")]
     containers: Vec<String>,
-    /// Leave this workload out although it uses a GPU, e.g. deployment/vllm-canary (repeatable)
+    /// Leave this workload out although it uses a GPU: KIND/NAME or KIND/NAMESPACE/NAME, e.g.
+    /// deployment/vllm-canary (repeatable)
     #[arg(long = "skip", value_name = "KIND/NAME")]
     skip: Vec<String>,
     /// A ConfigMap or Secret named in envFrom but absent from the input that sets none of the
