@@ -144,9 +144,8 @@ fn what_the_user_changed_since_is_kept_and_reported() {
     assert_eq!(
         r.removed,
         [
-            format!(
-                "spec.template.spec.containers[vllm].env[LD_PRELOAD].value restored to \"/usr/lib/libjemalloc.so.2\""
-            ),
+            "spec.template.spec.containers[vllm].env[LD_PRELOAD].value restored to \"/usr/lib/libjemalloc.so.2\""
+                .to_string(),
             "spec.template.spec.containers[vllm].volumeMounts[cuda-fault-shim]".to_string(),
             "spec.template.spec.containers[vllm].volumeMounts[cuda-fault-toggle]".to_string(),
             "spec.template.spec.volumes[cuda-fault-toggle]".to_string(),
