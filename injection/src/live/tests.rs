@@ -259,3 +259,19 @@ fn dgd_services_and_components_round_trip() {
         assert!(r.kept.is_empty(), "{:?}", r.kept);
     }
 }
+
+#[test]
+fn an_ld_preload_entry_without_a_value_gets_one_and_loses_it_again() {
+    // `{name: LD_PRELOAD}` sets it to "": the shim alone is preloaded, and removal restores the
+    // entry as it was.
+    let mut d = deployment();
+    d["spec"]["template"]["spec"]["containers"][0]["env"][1] = json!({"name": "LD_PRELOAD"});
+    let inj = plan(&d, &[], &Options::default()).unwrap();
+    assert_eq!(
+        inj.result["spec"]["template"]["spec"]["containers"][0]["env"][1],
+        json!({"name": "LD_PRELOAD", "value": PRELOAD})
+    );
+    let set = inj.ops.iter().find(|o| o.path == "/spec/template/spec/containers/0/env/1/value").unwrap();
+    assert_eq!((set.op, &set.value), ("add", &Some(json!(PRELOAD))));
+    assert_eq!(removal::plan(&inj.result).unwrap().result, d);
+}
