@@ -502,3 +502,25 @@ fn flags_that_do_not_go_together() {
         assert!(cuda_fault::Cli::try_parse_from(argv).is_err(), "{argv:?}");
     }
 }
+
+#[test]
+fn the_binary_without_a_cluster_fails_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("cuda-fault")
+        .unwrap()
+        .args(["inject", "deployment/vllm", "-n", "prod", "--json"])
+        .env("KUBECONFIG", home.path().join("none"))
+        .env("HOME", home.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(i32::from(exit::NO_CONFIG)));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("cuda-fault: no usable Kubernetes configuration") && err.lines().count() == 1, "{err}");
+    // --help names the command and the new exit code.
+    let help = assert_cmd::Command::cargo_bin("cuda-fault").unwrap().args(["inject", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("--remove") && help.contains("exit 11: run it again"), "{help}");
+}
