@@ -1,9 +1,11 @@
 //! `cuda-fault`: writes, reads and removes the toggle file that switches the cuda-fault shim, on
 //! this machine or on a node through a Kubernetes Job, lists the XID table, installs the shim
 //! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`) and
-//! says which pods carry the injection (`verify`).
+//! says which pods carry the injection (`verify`) and injects the shim into a live workload
+//! (`inject`).
 //!
-//! The toggle-file commands run without an async runtime; `node`, `hold` and `verify` start one.
+//! The toggle-file commands run without an async runtime; `node`, `hold`, `verify` and `inject`
+//! start one.
 
 #![deny(unsafe_code)]
 

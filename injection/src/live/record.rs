@@ -94,7 +94,12 @@ impl Record {
             Some(n) => return Err(format!("format version {n}, which this cuda-fault does not know (it knows {VERSION}): use the cuda-fault that wrote it")),
             None => return Err("no format version".into()),
         }
-        serde_json::from_value(v).map_err(|e| format!("malformed ({e})"))
+        let record: Record = serde_json::from_value(v).map_err(|e| format!("malformed ({e})"))?;
+        // The injection only adds under `spec`: a record naming anything else was not written by it.
+        if let Some(a) = record.added.iter().find(|a| a.path.len() < 2 || a.path[0] != Step::Key("spec".into())) {
+            return Err(format!("malformed (it lists {}, outside the object's spec)", show(&a.path)));
+        }
+        Ok(record)
     }
 }
 

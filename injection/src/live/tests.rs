@@ -196,6 +196,18 @@ fn refusals() {
         removal::plan(&garbled).unwrap_err().0,
         "Deployment prod/vllm.v1: the annotation cuda-fault/injection is format version 7, which this cuda-fault does not know (it knows 1): use the cuda-fault that wrote it; nothing was changed, remove the injection by hand"
     );
+    let mut outside = inj.result.clone();
+    let mut record = inj.record.clone();
+    record.added.push(Added {
+        path: vec![Step::Key("metadata".into()), Step::Key("labels".into())],
+        value: json!({}),
+        was: None,
+    });
+    outside["metadata"]["annotations"][ANNOTATION] = json!(record.to_text());
+    assert_eq!(
+        removal::plan(&outside).unwrap_err().0,
+        "Deployment prod/vllm.v1: the annotation cuda-fault/injection is malformed (it lists metadata.labels, outside the object's spec); nothing was changed, remove the injection by hand"
+    );
     let opts = Options { containers: vec!["nope".into()], ..Options::default() };
     assert_eq!(plan(&d, &[], &opts).unwrap_err().0, "--container nope matches no container of Deployment prod/vllm.v1");
     let mut no_gpu = d.clone();
