@@ -1,6 +1,6 @@
 //! `cuda-fault`: writes, reads and removes the toggle file that switches the cuda-fault shim, on
 //! this machine or on a node through a Kubernetes Job, lists the XID table, installs the shim
-//! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`) and
+//! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`),
 //! says which pods carry the injection (`verify`) and injects the shim into a live workload
 //! (`inject`).
 //!
