@@ -38,6 +38,9 @@ pub const TIMEOUT: u8 = 75;
 pub const FORBIDDEN: u8 = 77;
 /// Cluster: no kubeconfig and not in a cluster (EX_CONFIG).
 pub const NO_CONFIG: u8 = 78;
+/// Cluster: the object changed between reading it and patching it, so the guarded patch changed
+/// nothing (EAGAIN: run the command again).
+pub const CHANGED: u8 = 11;
 
 /// The table shown in `--help` and README.
 pub const TABLE: &str = "\
@@ -56,7 +59,8 @@ Exit codes:
   74  other I/O error
   75  cluster: timed out waiting for the Job
   77  cluster: forbidden by RBAC (see manifests/rbac/)
-  78  cluster: no kubeconfig (set KUBECONFIG or run in-cluster)";
+  78  cluster: no kubeconfig (set KUBECONFIG or run in-cluster)
+  11  inject: the object changed while cuda-fault worked on it; nothing was changed, run it again";
 
 /// A failure: one line for stderr and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +161,7 @@ mod tests {
             TIMEOUT,
             FORBIDDEN,
             NO_CONFIG,
+            CHANGED,
         ] {
             assert!(TABLE.contains(&format!("{code:>4}  ")), "{code} missing from the table");
         }

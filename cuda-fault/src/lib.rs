@@ -1,9 +1,11 @@
 //! `cuda-fault`: writes, reads and removes the toggle file that switches the cuda-fault shim, on
 //! this machine or on a node through a Kubernetes Job, lists the XID table, installs the shim
-//! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`) and
-//! says which pods carry the injection (`verify`).
+//! library for an init container, holds a node's toggle file for the fault DaemonSet (`hold`),
+//! says which pods carry the injection (`verify`) and injects the shim into a live workload
+//! (`inject`).
 //!
-//! The toggle-file commands run without an async runtime; `node`, `hold` and `verify` start one.
+//! The toggle-file commands run without an async runtime; `node`, `hold`, `verify` and `inject`
+//! start one.
 
 #![deny(unsafe_code)]
 
@@ -24,6 +26,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub use crate::commands::flags::{parse_timeout, EnableFlags, FileArg};
+use crate::commands::inject::INJECT_HELP;
+pub use crate::commands::inject::{run_inject, InjectArgs};
 use crate::commands::node::NODE_HELP;
 pub use crate::commands::node::{run_plan, NodeArgs, NodePlan, NodeVerb, Target};
 use crate::commands::verify::VERIFY_HELP;
@@ -109,6 +113,9 @@ pub enum Command {
     /// Which pods carry the injection, on which nodes, and those nodes' toggle files
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Inject the shim into a live workload by one guarded JSON patch, or --remove it again
+    #[command(after_help = INJECT_HELP)]
+    Inject(InjectArgs),
 }
 
 /// Reports a command-line error as one line on stderr, as every other failure is (help and
@@ -186,6 +193,10 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
         Command::Verify(args) => runtime()?.block_on(async {
             let client = cluster::connect().await?;
             run_verify(&client, &args, out, err).await
+        }),
+        Command::Inject(args) => runtime()?.block_on(async {
+            let client = cluster::connect().await?;
+            run_inject(&client, &args, out, err).await
         }),
     }
 }

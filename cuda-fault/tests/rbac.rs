@@ -1,13 +1,15 @@
 //! `manifests/rbac/` grants exactly the calls the helper makes (`cluster::RBAC` for `node` and
-//! `verify`, `cluster::HOLD_RBAC` for the fault DaemonSet's hold pods; the mock tests check every
-//! request against them), binds them to the right subjects, and everything carries the
-//! managed-by label.
+//! `verify`, `cluster::INJECT_RBAC` for `inject`, `cluster::HOLD_RBAC` for the fault DaemonSet's
+//! hold pods; the mock tests check every request against them), binds them to the right
+//! subjects, and everything carries the managed-by label.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
-use cuda_fault::cluster::{Rule, Scope, DEFAULT_NAMESPACE, HOLD_NAME, HOLD_RBAC, MANAGED_BY, MANAGED_BY_KEY, RBAC};
+use cuda_fault::cluster::{
+    Rule, Scope, DEFAULT_NAMESPACE, HOLD_NAME, HOLD_RBAC, INJECT_RBAC, MANAGED_BY, MANAGED_BY_KEY, RBAC,
+};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -87,10 +89,33 @@ fn roles_grant_exactly_what_the_code_calls() {
         );
     }
     assert!(HOLD_RBAC.iter().all(|r| r.2 == "get"));
+
+    // `inject` in a ClusterRole of its own: it patches the workloads it injects into and, for
+    // --restart, deletes pods; it never execs, creates or touches anything else.
+    let cr: ClusterRole = load("inject-clusterrole.yaml");
+    managed(&cr.metadata, "inject-clusterrole.yaml");
+    assert_eq!(rules(cr.rules.as_deref().unwrap_or_default()), wanted(INJECT_RBAC, Scope::Cluster));
+    assert!(INJECT_RBAC.iter().all(|r| r.3 == Scope::Cluster));
+    for (_, resource, verb, _) in INJECT_RBAC {
+        let write = !["get", "list"].contains(verb);
+        assert!(
+            !write
+                || (*verb == "patch"
+                    && ["deployments", "statefulsets", "daemonsets", "dynamographdeployments"].contains(resource))
+                || (*verb == "delete" && *resource == "pods"),
+            "{resource} {verb}"
+        );
+    }
 }
 
 #[test]
 fn bindings_namespace_and_service_accounts() {
+    let crb: ClusterRoleBinding = load("inject-clusterrolebinding.yaml");
+    managed(&crb.metadata, "inject-clusterrolebinding.yaml");
+    assert_eq!((crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()), ("ClusterRole", "cuda-fault-inject"));
+    let plain: ClusterRoleBinding = load("clusterrolebinding.yaml");
+    assert_eq!(crb.subjects, plain.subjects, "inject is bound to the same subjects as node and verify");
+
     for (prefix, role, account) in [("", "cuda-fault", "cuda-fault"), ("hold-", HOLD_NAME, HOLD_NAME)] {
         let crb: ClusterRoleBinding = load(&format!("{prefix}clusterrolebinding.yaml"));
         managed(&crb.metadata, "clusterrolebinding");

@@ -13,6 +13,7 @@ pub mod gpu;
 pub mod hashed;
 pub mod inject;
 pub mod layout;
+pub mod live;
 pub mod names;
 pub mod outcome;
 pub mod patch;

@@ -166,10 +166,19 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Replaces the (existing) value at `p`.
+    /// Replaces the value at `p`, a key of an existing map; a key that is absent (an env entry
+    /// `{name: LD_PRELOAD}` without a value) is added instead, as `replace` needs it present.
     pub fn replace(&mut self, p: &Ptr, value: Value) {
-        *p.get_mut(&mut self.work).expect("replace an existing value") = value.clone();
-        self.adds.push(Op::replace(p, value));
+        match p.get_mut(&mut self.work) {
+            Some(v) => {
+                *v = value.clone();
+                self.adds.push(Op::replace(p, value));
+            }
+            None => {
+                self.set(p, value.clone());
+                self.adds.push(Op::add(p, value));
+            }
+        }
     }
 
     fn set(&mut self, at: &Ptr, value: Value) {

@@ -8,11 +8,14 @@
 //!   toggle file, and [`selects`], whether a pod template still selects a node;
 //! - [`verify`]: which pods carry the injection, on which nodes, and those nodes' toggle state
 //!   ([`report`] writes it as text);
+//! - [`inject`]: the shim injected into a live workload by one guarded JSON patch (the generator's
+//!   rules), and taken away again;
 //! - [`errors`] maps kube errors to one-line failures naming what to fix; [`rbac`] lists every
 //!   call (the manifests under `manifests/rbac/` grant exactly these).
 
 pub mod errors;
 pub mod hold;
+pub mod inject;
 pub mod job;
 pub mod names;
 pub mod nodes;
@@ -31,7 +34,7 @@ pub use errors::no_config;
 pub use job::{build_job, Verb};
 pub use names::{is_dns_label, is_node_name, node_label_value};
 pub use nodes::{run_on_node, run_on_selector};
-pub use rbac::{Rule, Scope, HOLD_RBAC, RBAC};
+pub use rbac::{Rule, Scope, HOLD_RBAC, INJECT_RBAC, RBAC};
 
 pub const IMAGE_ENV: &str = "CUDA_FAULT_IMAGE";
 /// Where the Jobs run and the hold DaemonSet lives (`manifests/rbac/namespace.yaml`).

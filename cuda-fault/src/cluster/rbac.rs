@@ -32,6 +32,25 @@ pub const RBAC: &[Rule] = &[
     ("", "pods/log", "get", Scope::ToolNamespace),
 ];
 
+/// `cuda-fault inject`, in a ClusterRole of its own (it writes): the workload's kinds, read and
+/// patched; the ConfigMaps and Secrets an injected container's `envFrom` names, read (they decide
+/// the user's `LD_PRELOAD`); the pods of `--remove --restart`, listed and deleted. Bound to the
+/// same subjects as [`RBAC`].
+pub const INJECT_RBAC: &[Rule] = &[
+    ("apps", "deployments", "get", Scope::Cluster),
+    ("apps", "deployments", "patch", Scope::Cluster),
+    ("apps", "statefulsets", "get", Scope::Cluster),
+    ("apps", "statefulsets", "patch", Scope::Cluster),
+    ("apps", "daemonsets", "get", Scope::Cluster),
+    ("apps", "daemonsets", "patch", Scope::Cluster),
+    ("nvidia.com", "dynamographdeployments", "get", Scope::Cluster),
+    ("nvidia.com", "dynamographdeployments", "patch", Scope::Cluster),
+    ("", "configmaps", "get", Scope::Cluster),
+    ("", "secrets", "get", Scope::Cluster),
+    ("", "pods", "list", Scope::Cluster),
+    ("", "pods", "delete", Scope::Cluster),
+];
+
 /// The `cuda-fault-hold` ServiceAccount of the fault DaemonSet's pods: what they read when they
 /// stop (their own pod, its DaemonSet, their node).
 pub const HOLD_RBAC: &[Rule] = &[

@@ -121,7 +121,8 @@ pub struct Report {
     pub injected: usize,
 }
 
-fn label_selector(s: &LabelSelector) -> String {
+/// A label selector as the list call takes it.
+pub fn label_selector(s: &LabelSelector) -> String {
     let mut parts: Vec<String> = s.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
     for e in s.match_expressions.iter().flatten() {
         let values = e.values.as_deref().unwrap_or_default().join(",");

@@ -1,6 +1,7 @@
 //! The command line's pieces, one module per command group; `lib.rs` assembles them.
 
 pub mod flags;
+pub mod inject;
 pub mod node;
 pub mod verify;
 
