@@ -245,9 +245,17 @@ mod tests {
         assert_eq!(parse(good).unwrap().len(), 1);
         let cases = [
             ("# c\n\n79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes\n", 3, "columns"),
-            ("x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "not a number"),
+            (
+                "x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
+                1,
+                "not a number",
+            ),
             ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "runtime error"),
-            ("79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "not a number"),
+            (
+                "79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
+                1,
+                "not a number",
+            ),
             ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e | \"t\" k\n", 1, "NAME=NUMBER"),
             (
                 "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e | \"t\" k\n",
@@ -264,7 +272,9 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e} should mention {needle}");
             assert!(e.to_string().starts_with(&format!("xids.table line {line}:")));
         }
-        let row = |kmsg: &str| format!("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | {kmsg}\n");
+        let row = |kmsg: &str| {
+            format!("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | {kmsg}\n")
+        };
         for (kmsg, needle) in [
             ("GPU gone", "must be \"TEXT\" EVIDENCE"),
             ("\"GPU gone evidence", "closing"),
