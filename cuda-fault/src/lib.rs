@@ -24,6 +24,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+pub use crate::commands::fault::{run_fault, FaultArgs, FaultPlan};
+use crate::commands::fault::FAULT_HELP;
 pub use crate::commands::flags::{parse_timeout, EnableFlags, FileArg};
 pub use crate::commands::hold::HoldArgs;
 use crate::commands::hold::HOLD_HELP;
@@ -103,6 +105,9 @@ pub enum Command {
     /// Which pods carry the injection, on which nodes, and those nodes' toggle files
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Apply, delete or show the fault (the hold DaemonSet of kustomize/xidNN) on chosen nodes
+    #[command(after_help = FAULT_HELP)]
+    Fault(FaultArgs),
 }
 
 /// Reports a command-line error as one line on stderr, as every other failure is (help and
@@ -196,6 +201,13 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
             let client = cluster::connect().await?;
             run_verify(&client, &args, out, err).await
         }),
+        Command::Fault(args) => {
+            let plan = args.plan()?;
+            runtime()?.block_on(async {
+                let client = cluster::connect().await?;
+                run_fault(&client, &plan, out, err).await
+            })
+        }
     }
 }
 
