@@ -99,14 +99,28 @@ fn the_hold_daemonset_keeps_the_fault_through_taints_and_updates() {
     assert_eq!(c["image"], cuda_fault::layout::DEFAULT_IMAGE);
     assert_eq!(
         c["args"],
-        json!(["hold", "--file", cuda_fault::layout::TOGGLE_FILE, "--config", "/etc/cuda-fault/fault",
-               "--ready-file", "/run/cuda-fault/ready"])
+        json!([
+            "hold",
+            "--file",
+            cuda_fault::layout::TOGGLE_FILE,
+            "--config",
+            "/etc/cuda-fault/fault",
+            "--ready-file",
+            "/run/cuda-fault/ready"
+        ])
     );
     // Ready only once the toggle file is written: the image's helper is the probe (no shell).
     assert_eq!(
         c["readinessProbe"]["exec"]["command"],
-        json!([cuda_fault::layout::BINARY, "hold", "--check", "--ready-file", "/run/cuda-fault/ready",
-               "--file", cuda_fault::layout::TOGGLE_FILE])
+        json!([
+            cuda_fault::layout::BINARY,
+            "hold",
+            "--check",
+            "--ready-file",
+            "/run/cuda-fault/ready",
+            "--file",
+            cuda_fault::layout::TOGGLE_FILE
+        ])
     );
     assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
     assert_eq!(pod["volumes"][2], json!({"name": "ready", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));

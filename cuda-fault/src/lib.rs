@@ -24,8 +24,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub use crate::commands::fault::{run_fault, FaultArgs, FaultPlan};
 use crate::commands::fault::FAULT_HELP;
+pub use crate::commands::fault::{run_fault, FaultArgs, FaultPlan};
 pub use crate::commands::flags::{parse_timeout, EnableFlags, FileArg};
 pub use crate::commands::hold::HoldArgs;
 use crate::commands::hold::HOLD_HELP;

@@ -19,16 +19,15 @@ fn repo() -> PathBuf {
 
 /// `kubectl kustomize DIR`: its ConfigMap and DaemonSet.
 fn kustomize(dir: &str) -> Manifests {
-    let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(repo().join(dir))
-        .output()
-        .unwrap_or_else(|e| panic!("kubectl is required for these tests ({e}); install kubectl (v1.32 has kustomize v5.5)"));
+    let out = Command::new("kubectl").args(["kustomize"]).arg(repo().join(dir)).output().unwrap_or_else(|e| {
+        panic!("kubectl is required for these tests ({e}); install kubectl (v1.32 has kustomize v5.5)")
+    });
     assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<Value> =
         serde_norway::Deserializer::from_str(&text).map(|d| Value::deserialize(d).unwrap()).collect();
-    let find = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("{dir}: no {kind}")).clone();
+    let find =
+        |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("{dir}: no {kind}")).clone();
     assert_eq!(docs.len(), 2, "{dir}");
     Manifests { configmap: find("ConfigMap"), daemonset: find("DaemonSet") }
 }
@@ -38,7 +37,15 @@ fn labelled() -> Targets {
 }
 
 fn spec(xid: u64, keys: Keys, kmsg: bool) -> FaultSpec {
-    FaultSpec { namespace: "cuda-fault".into(), image: cuda_fault::layout::DEFAULT_IMAGE.into(), xid, keys, kmsg, pci: None, targets: labelled() }
+    FaultSpec {
+        namespace: "cuda-fault".into(),
+        image: cuda_fault::layout::DEFAULT_IMAGE.into(),
+        xid,
+        keys,
+        kmsg,
+        pci: None,
+        targets: labelled(),
+    }
 }
 
 fn keys(line: &str) -> Keys {

@@ -78,7 +78,8 @@ fn ds_status(observed: i64, desired: i64, updated: i64, available: i64) -> Value
 }
 
 fn hold(name: &str, node: &str, phase: &str, ready: bool, extra: Value) -> Value {
-    let mut status = json!({"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
+    let mut status =
+        json!({"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]});
     if let Value::Object(m) = extra {
         for (k, v) in m {
             status[k] = v;
@@ -110,31 +111,32 @@ fn assert_applied(c: &Call) {
 async fn apply_wait_applies_the_kustomize_objects_and_returns_once_every_node_is_ready() {
     let want = fault_manifests::build(&spec79(&["gpu-1"]));
     let (w_cm, w_ds) = (want.configmap.clone(), want.daemonset.clone());
-    let (code, out, err) = run(plan(&["apply", "--xid", "79", "--node", "gpu-1", "--wait", "--json"]), |mut s| async move {
-        s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
-        not_found(s.expect("GET", DS).await, "daemonsets.apps \"cuda-fault-hold\"");
-        let c = s.expect_path("PATCH", &format!("{CMS}/{CM79}")).await;
-        assert_applied(&c);
-        assert_eq!(c.body, w_cm);
-        let body = c.body.clone();
-        c.json(201, body);
-        let c = s.expect_path("PATCH", DS).await;
-        assert_applied(&c);
-        assert_eq!(c.body, w_ds);
-        let applied = c.body.clone();
-        c.json(201, served(&applied, 1, json!({})));
-        // The controller has not seen it yet; then its pod is scheduled, not ready; then ready.
-        s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(0, 0, 0, 0)));
-        s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 0)));
-        s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 1)));
-        // The status printed: the DaemonSet, its ConfigMap and its pods.
-        s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 1)));
-        s.expect("GET", &format!("{CMS}/{CM79}")).await.json(200, w_cm);
-        let c = s.expect_path("GET", PODS).await;
-        assert!(c.uri.contains("labelSelector=app.kubernetes.io%2Fname%3Dcuda-fault-hold"), "{}", c.uri);
-        c.json(200, pod_list(json!([hold("cuda-fault-hold-x1", "gpu-1", "Running", true, json!({}))])));
-    })
-    .await;
+    let (code, out, err) =
+        run(plan(&["apply", "--xid", "79", "--node", "gpu-1", "--wait", "--json"]), |mut s| async move {
+            s.expect("GET", "/api/v1/nodes/gpu-1").await.json(200, node_json("gpu-1", false, true));
+            not_found(s.expect("GET", DS).await, "daemonsets.apps \"cuda-fault-hold\"");
+            let c = s.expect_path("PATCH", &format!("{CMS}/{CM79}")).await;
+            assert_applied(&c);
+            assert_eq!(c.body, w_cm);
+            let body = c.body.clone();
+            c.json(201, body);
+            let c = s.expect_path("PATCH", DS).await;
+            assert_applied(&c);
+            assert_eq!(c.body, w_ds);
+            let applied = c.body.clone();
+            c.json(201, served(&applied, 1, json!({})));
+            // The controller has not seen it yet; then its pod is scheduled, not ready; then ready.
+            s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(0, 0, 0, 0)));
+            s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 0)));
+            s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 1)));
+            // The status printed: the DaemonSet, its ConfigMap and its pods.
+            s.expect("GET", DS).await.json(200, served(&applied, 1, ds_status(1, 1, 1, 1)));
+            s.expect("GET", &format!("{CMS}/{CM79}")).await.json(200, w_cm);
+            let c = s.expect_path("GET", PODS).await;
+            assert!(c.uri.contains("labelSelector=app.kubernetes.io%2Fname%3Dcuda-fault-hold"), "{}", c.uri);
+            c.json(200, pod_list(json!([hold("cuda-fault-hold-x1", "gpu-1", "Running", true, json!({}))])));
+        })
+        .await;
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap(),
@@ -144,7 +146,10 @@ async fn apply_wait_applies_the_kustomize_objects_and_returns_once_every_node_is
                "configmap": CM79})
     );
     assert!(out.ends_with("}\n") && out.lines().count() == 1, "{out:?}");
-    assert!(err.contains("applied \"1 79\" (DaemonSet cuda-fault/cuda-fault-hold, ConfigMap cuda-fault-fault-557kf466gt)"), "{err}");
+    assert!(
+        err.contains("applied \"1 79\" (DaemonSet cuda-fault/cuda-fault-hold, ConfigMap cuda-fault-fault-557kf466gt)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -254,7 +259,10 @@ async fn status_of_no_fault_and_of_a_kustomize_fault() {
         s.expect("GET", &format!("{CMS}/{cm_name}")).await.json(200, m.configmap);
         s.expect_path("GET", PODS).await.json(
             200,
-            pod_list(json!([hold("h-b", "gpu-b", "Pending", false, json!({})), hold("h-a", "gpu-a", "Running", true, json!({}))])),
+            pod_list(json!([
+                hold("h-b", "gpu-b", "Pending", false, json!({})),
+                hold("h-a", "gpu-a", "Running", true, json!({}))
+            ])),
         );
     })
     .await;
@@ -325,7 +333,9 @@ async fn delete_wait_reports_each_node_that_kept_its_toggle_file() {
 async fn delete_without_a_fault_deletes_nothing() {
     let (code, out, _) = run(plan(&["delete", "--json"]), |mut s| async move {
         not_found(s.expect("GET", DS).await, "daemonsets.apps \"cuda-fault-hold\"");
-        s.expect_path("GET", CMS).await.json(200, json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {}, "items": []}));
+        s.expect_path("GET", CMS)
+            .await
+            .json(200, json!({"apiVersion": "v1", "kind": "ConfigMapList", "metadata": {}, "items": []}));
     })
     .await;
     assert_eq!((code, out.as_str()), (0, "{\"deleted\":false,\"remaining\":[]}\n"));

@@ -25,15 +25,28 @@ fn another_process_writing_inside_the_removal_is_never_removed() {
     let line = toggle_grammar::parse(b"1 79").unwrap();
     // Between the check and the move: what was checked is no longer what is moved, so it goes back.
     let held = Held::write(&p, &line).unwrap();
-    let r = held.remove_if_ours_with(&mut |s| if s == Stage::Checked { enable(&p, "95") }).unwrap();
+    let r = held
+        .remove_if_ours_with(&mut |s| {
+            if s == Stage::Checked {
+                enable(&p, "95")
+            }
+        })
+        .unwrap();
     assert_eq!(r, Removal::NotOurs);
     assert_eq!(fs::read_to_string(&p).unwrap(), "1 95\n");
     // After the move: the write lands on the free path and stays; only this pod's file goes.
     let held = Held::write(&p, &line).unwrap();
-    let r = held.remove_if_ours_with(&mut |s| if s == Stage::SetAside { enable(&p, "95") }).unwrap();
+    let r = held
+        .remove_if_ours_with(&mut |s| {
+            if s == Stage::SetAside {
+                enable(&p, "95")
+            }
+        })
+        .unwrap();
     assert_eq!(r, Removal::Removed);
     assert_eq!(fs::read_to_string(&p).unwrap(), "1 95\n");
-    let names: Vec<String> = fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, ["cuda_fault_enabled"]);
 }
 

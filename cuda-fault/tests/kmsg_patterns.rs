@@ -54,10 +54,14 @@ fn nvsentinel_syslog_health_monitor_reads_the_xid_and_the_bus_id() {
     // pkg/xid/parser/csv.go: the standard XID line, and the NVL5 (XIDs 144-150) form it tries
     // first; pkg/common: the presence check that keeps an Xid line away from the fallen-off-bus
     // handler, whose own pattern is the driver's other message.
-    let standard = re(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+)(?:, pid=(\d+))?(?:, name=([^,]+))?(?:, Ch ([0-9a-fA-F]+))?");
-    let nvl5 = re(r"NVRM: Xid \(PCI:([^)]+)\): (\d+)(?:, pid=[^,]*)?(?:, name=[^,]*)?, (\w+)\s+(\w+)\s+(\w+)\s+(\w+)\s+Link\s+(-?\d+)\s+\((0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)");
+    let standard =
+        re(r"NVRM: Xid \(PCI:([0-9a-fA-F:.]+)\): (\d+)(?:, pid=(\d+))?(?:, name=([^,]+))?(?:, Ch ([0-9a-fA-F]+))?");
+    let nvl5 = re(
+        r"NVRM: Xid \(PCI:([^)]+)\): (\d+)(?:, pid=[^,]*)?(?:, name=[^,]*)?, (\w+)\s+(\w+)\s+(\w+)\s+(\w+)\s+Link\s+(-?\d+)\s+\((0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)",
+    );
     let has_xid = re(r"\bXid\b");
-    let fallen = re(r"(?s)NVRM: The NVIDIA GPU ([0-9a-fA-F:.]+).*?fallen off the bus and is not responding to commands");
+    let fallen =
+        re(r"(?s)NVRM: The NVIDIA GPU ([0-9a-fA-F:.]+).*?fallen off the bus and is not responding to commands");
     let pci = Pci::parse("0000:86:00.0").unwrap();
     for row in xid_table::table() {
         let text = kmsg_text(&kmsg::record(&pci, &row));

@@ -83,7 +83,9 @@ fn roles_grant_exactly_what_the_code_calls() {
         assert!(
             *resource != "pods/exec"
                 && (!["pods", "deployments", "statefulsets", "dynamographdeployments"].contains(resource) || read)
-                && (!["daemonsets", "configmaps", "events"].contains(resource) || read || *scope == Scope::ToolNamespace),
+                && (!["daemonsets", "configmaps", "events"].contains(resource)
+                    || read
+                    || *scope == Scope::ToolNamespace),
             "{resource} {verb}"
         );
     }

@@ -34,7 +34,8 @@ pub const READY_FILE: &str = "/run/cuda-fault/ready";
 /// The hold container's arguments, as kustomize/fault/daemonset.yaml gives them.
 pub const HOLD_ARGS: [&str; 7] = ["hold", "--file", TOGGLE, "--config", FAULT_CONFIG, "--ready-file", READY_FILE];
 /// The hold pod's readiness probe (kustomize/fault/daemonset.yaml): the image's helper.
-pub const PROBE: [&str; 7] = ["/usr/local/bin/cuda-fault", "hold", "--check", "--ready-file", READY_FILE, "--file", TOGGLE];
+pub const PROBE: [&str; 7] =
+    ["/usr/local/bin/cuda-fault", "hold", "--check", "--ready-file", READY_FILE, "--file", TOGGLE];
 
 /// A podman with a store of its own under `dir`; everything in it is removed on drop.
 pub struct Podman {
@@ -278,7 +279,18 @@ impl<'a> Cluster<'a> {
         let kmsg = kmsg.map(|k| format!("{}:/dev/kmsg", k.display()));
         let mut args = vec!["run", "--rm", "--name", pod, "--network", "host"];
         args.extend(NODE_JOB);
-        args.extend(["-v", &mount, "-v", &conf, "-v", &kube, "--tmpfs", &ready, "-e", "KUBECONFIG=/etc/cuda-fault/kubeconfig"]);
+        args.extend([
+            "-v",
+            &mount,
+            "-v",
+            &conf,
+            "-v",
+            &kube,
+            "--tmpfs",
+            &ready,
+            "-e",
+            "KUBECONFIG=/etc/cuda-fault/kubeconfig",
+        ]);
         if let Some(k) = &kmsg {
             args.extend(["-v", k.as_str()]);
         }

@@ -106,7 +106,11 @@ fn serve(stream: TcpStream, routes: &Routes, posted: &Posted, requests: &Mutex<V
                 routes.insert(path, (200, obj.clone()));
                 respond(&stream, 200, &obj);
             }
-            None => respond(&stream, 400, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"bad body","code":400}"#),
+            None => respond(
+                &stream,
+                400,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"bad body","code":400}"#,
+            ),
         },
         "DELETE" => match routes.remove(&path) {
             Some(_) => respond(&stream, 200, r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success"}"#),
@@ -135,9 +139,12 @@ fn serve(stream: TcpStream, routes: &Routes, posted: &Posted, requests: &Mutex<V
             let listed = posted.lock().unwrap().get(&path).cloned().or((!children.is_empty()).then_some(children));
             match (routes.get(&path), listed) {
                 (Some((code, body)), _) => respond(&stream, *code, body),
-                (None, Some(items)) => {
-                    respond(&stream, 200, &serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items}).to_string())
-                }
+                (None, Some(items)) => respond(
+                    &stream,
+                    200,
+                    &serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+                        .to_string(),
+                ),
                 (None, None) if path.ends_with("/configmaps") || path.ends_with("/pods") => {
                     respond(&stream, 200, r#"{"apiVersion":"v1","kind":"List","metadata":{},"items":[]}"#)
                 }

@@ -279,7 +279,10 @@ fn a_hold_process_asks_the_api_on_sigterm_and_keeps_the_fault_without_an_answer(
 fn the_hold_container_runs_and_is_probed_as_the_daemonset_says() {
     let yaml = include_str!("../../kustomize/fault/daemonset.yaml");
     let flat: String = yaml.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(flat.contains(&format!("args: [{}]", HOLD_ARGS.join(", "))), "kustomize/fault/daemonset.yaml's args changed");
+    assert!(
+        flat.contains(&format!("args: [{}]", HOLD_ARGS.join(", "))),
+        "kustomize/fault/daemonset.yaml's args changed"
+    );
     let probe = PROBE.join(", ");
     assert!(flat.contains(&format!("command: [{probe}]")), "kustomize/fault/daemonset.yaml's readiness probe changed");
 }
@@ -314,17 +317,32 @@ fn cli(kubeconfig: &Path, args: &[&str]) -> Child {
 
 /// The DaemonSet controller and the kubelet, played by the test: once `fault apply` has applied
 /// the DaemonSet, start its hold pod on node A with the ConfigMap it names.
-fn start_hold_pod(cluster: &Cluster, api: &FakeApi, a: &Path, pod: &str, dir: &Path, kubeconfig: &Path, kmsg: &Path) -> Hold {
+fn start_hold_pod(
+    cluster: &Cluster,
+    api: &FakeApi,
+    a: &Path,
+    pod: &str,
+    dir: &Path,
+    kubeconfig: &Path,
+    kmsg: &Path,
+) -> Hold {
     let ds: Value = serde_json::from_str(&wait_for("the applied DaemonSet", || api.get(DS))).unwrap();
     let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
-    let cm_name = volumes.iter().find(|v| v["name"] == "fault").unwrap()["configMap"]["name"].as_str().unwrap().to_string();
-    let cm: Value = serde_json::from_str(&api.get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{cm_name}")).unwrap()).unwrap();
+    let cm_name =
+        volumes.iter().find(|v| v["name"] == "fault").unwrap()["configMap"]["name"].as_str().unwrap().to_string();
+    let cm: Value =
+        serde_json::from_str(&api.get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{cm_name}")).unwrap())
+            .unwrap();
     let entries: Vec<(String, String)> =
         cm["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
     let entries: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     std::fs::create_dir_all(dir).unwrap();
     let config = config_map_dir(dir, &entries);
-    assert_eq!(ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0]["values"], json!(["node-a"]));
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0]["values"],
+        json!(["node-a"])
+    );
     let uid = ds["metadata"]["uid"].as_str().unwrap();
     api.set(&objects::pod_path(pod), &objects::hold_pod(pod, "node-a", uid));
     cluster.hold_with(a, "node-a", pod, &config, kubeconfig, Some(kmsg))
@@ -364,8 +382,21 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     let api = FakeApi::start();
     let kubeconfig = api.kubeconfig(&scratch);
     api.set(&objects::node_path("node-a"), &objects::node("node-a", false));
-    let apply_args =
-        ["fault", "apply", "--xid", "79", "--node", "node-a", "--kmsg", "--pci", "0000:3b:00.0", "--wait", "--timeout", "120", "--json"];
+    let apply_args = [
+        "fault",
+        "apply",
+        "--xid",
+        "79",
+        "--node",
+        "node-a",
+        "--kmsg",
+        "--pci",
+        "0000:3b:00.0",
+        "--wait",
+        "--timeout",
+        "120",
+        "--json",
+    ];
     use std::os::unix::fs::PermissionsExt;
 
     // 1. The fault with the kernel-log XID; the node's /dev/kmsg a writable file.
@@ -374,7 +405,9 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     std::fs::set_permissions(&kmsg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let applying = cli(&kubeconfig, &apply_args);
     let hold = start_hold_pod(&cluster, &api, &a, "cuda-fault-hold-a1", &scratch.join("cm1"), &kubeconfig, &kmsg);
-    let ready = wait_for("the hold pod's readiness probe to pass", || Some(cluster.probe("cuda-fault-hold-a1")).filter(|r| r.status == 0));
+    let ready = wait_for("the hold pod's readiness probe to pass", || {
+        Some(cluster.probe("cuda-fault-hold-a1")).filter(|r| r.status == 0)
+    });
     assert_eq!(ready.stdout.trim_end(), "ready: /host-fault/cuda_fault_enabled holds \"1 79\"");
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n", "Ready only once the toggle file is written");
     assert_eq!(
@@ -404,7 +437,9 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
     assert_eq!(json_of(&finish(deleting, Duration::from_secs(60))), json!({"deleted": true, "remaining": []}));
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
-    assert!(api.get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{}", status["configmap"].as_str().unwrap())).is_none());
+    assert!(api
+        .get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{}", status["configmap"].as_str().unwrap()))
+        .is_none());
     assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
 
     // 3. Again, with a /dev/kmsg the pod cannot write: one line, and the toggle fault holds.
@@ -413,7 +448,9 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444)).unwrap();
     let applying = cli(&kubeconfig, &apply_args);
     let hold = start_hold_pod(&cluster, &api, &a, "cuda-fault-hold-a2", &scratch.join("cm2"), &kubeconfig, &read_only);
-    wait_for("the hold pod's readiness probe to pass", || Some(cluster.probe("cuda-fault-hold-a2")).filter(|r| r.status == 0));
+    wait_for("the hold pod's readiness probe to pass", || {
+        Some(cluster.probe("cuda-fault-hold-a2")).filter(|r| r.status == 0)
+    });
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n");
     assert_eq!(std::fs::read(&read_only).unwrap(), b"");
     report_ready(&api, "cuda-fault-hold-a2");
@@ -425,25 +462,40 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     cluster.node_job(&a, &["enable", "--xid", "48"]);
     let r = cluster.probe("cuda-fault-hold-a2");
     assert_eq!(r.status, 1, "{}", r.describe());
-    assert!(r.stderr.contains("not ready: /host-fault/cuda_fault_enabled is no longer the file this pod wrote (\"1 79\")"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("not ready: /host-fault/cuda_fault_enabled is no longer the file this pod wrote (\"1 79\")"),
+        "{}",
+        r.describe()
+    );
     let deleting = cli(&kubeconfig, &["fault", "delete", "--wait", "--json"]);
     wait_for("the DaemonSet's deletion", || api.get(DS).is_none().then_some(()));
     let r = cluster.stop(hold);
     let refusal: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("cuda-fault: kmsg: ")).collect();
     assert_eq!(refusal.len(), 1, "{}", r.describe());
     assert!(
-        refusal[0].starts_with("cuda-fault: kmsg: no kernel-log line written: cannot open /dev/kmsg: permission denied")
+        refusal[0]
+            .starts_with("cuda-fault: kmsg: no kernel-log line written: cannot open /dev/kmsg: permission denied")
             && refusal[0].ends_with("; the toggle fault is applied"),
         "{}",
         refusal[0]
     );
-    assert!(r.stdout.starts_with("SIGTERM: kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"), "{}", r.describe());
+    assert!(
+        r.stdout.starts_with("SIGTERM: kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"),
+        "{}",
+        r.describe()
+    );
     api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
     let deleted = json_of(&finish(deleting, Duration::from_secs(60)));
     assert_eq!(deleted["deleted"], true);
     let remaining = deleted["remaining"].as_array().unwrap();
-    assert_eq!((remaining.len(), &remaining[0]["node"], &remaining[0]["pod"]), (1, &json!("node-a"), &json!("cuda-fault-hold-a2")));
-    assert!(remaining[0]["reason"].as_str().unwrap().starts_with("kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"));
+    assert_eq!(
+        (remaining.len(), &remaining[0]["node"], &remaining[0]["pod"]),
+        (1, &json!("node-a"), &json!("cuda-fault-hold-a2"))
+    );
+    assert!(remaining[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"));
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 48\n");
     cluster.node_job(&a, &["clean"]);
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");

@@ -109,7 +109,8 @@ pub async fn hold_pods(client: &Client, ns: &str, ds: &Value) -> Result<Vec<Hold
         .list(&ListParams::default().labels(&pod_selector(ds)))
         .await
         .map_err(|e| api_failure(&call("list", "pods", Some(ns)), e))?;
-    let mut out: Vec<HoldPod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(hold_pod).collect();
+    let mut out: Vec<HoldPod> =
+        list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).map(hold_pod).collect();
     out.sort_by(|a, b| (&a.node, &a.pod).cmp(&(&b.node, &b.pod)));
     Ok(out)
 }
@@ -159,7 +160,10 @@ pub fn status_text(s: &FaultStatus) -> String {
     }
     let mut out = format!(
         "fault:     {} in namespace {}\n",
-        s.line.as_deref().map(|l| format!("{l:?}")).unwrap_or_else(|| "unreadable (its ConfigMap is missing or invalid)".into()),
+        s.line
+            .as_deref()
+            .map(|l| format!("{l:?}"))
+            .unwrap_or_else(|| "unreadable (its ConfigMap is missing or invalid)".into()),
         s.namespace.as_deref().unwrap_or("")
     );
     if let Some(x) = s.xid {
@@ -171,7 +175,10 @@ pub fn status_text(s: &FaultStatus) -> String {
         (None, None) => "unknown (the DaemonSet was changed by hand)".into(),
     };
     out.push_str(&format!("targets:   {targets}\n"));
-    out.push_str(&format!("kmsg:      {}\n", if s.kmsg == Some(true) { "on (the driver's Xid line in each node's kernel log)" } else { "off" }));
+    out.push_str(&format!(
+        "kmsg:      {}\n",
+        if s.kmsg == Some(true) { "on (the driver's Xid line in each node's kernel log)" } else { "off" }
+    ));
     out.push_str(&format!(
         "ready:     {} of {} node(s)\n",
         s.ready.map_or("?".into(), |n| n.to_string()),
@@ -214,7 +221,9 @@ async fn check_targets(client: &Client, targets: &Targets) -> Result<(), Failure
             if list.items.is_empty() {
                 return Err(Failure::new(
                     exit::UNAVAILABLE,
-                    format!("no node matches -l {s}; label the nodes to fault (kubectl label node NODE ...) or pass --node"),
+                    format!(
+                        "no node matches -l {s}; label the nodes to fault (kubectl label node NODE ...) or pass --node"
+                    ),
                 ));
             }
         }
@@ -243,7 +252,12 @@ fn managers(ds: &Value) -> String {
 }
 
 /// `fault apply`: checks, applies, and with `wait` waits for every targeted node.
-pub async fn apply(client: &Client, spec: &FaultSpec, wait: Option<&Waiting>, err: &mut dyn Write) -> Result<FaultStatus, Failure> {
+pub async fn apply(
+    client: &Client,
+    spec: &FaultSpec,
+    wait: Option<&Waiting>,
+    err: &mut dyn Write,
+) -> Result<FaultStatus, Failure> {
     let ns = spec.namespace.as_str();
     check_targets(client, &spec.targets).await?;
     let m = manifests::build(spec);
@@ -302,7 +316,10 @@ pub async fn wait_ready(client: &Client, ns: &str, w: &Waiting, err: &mut dyn Wr
     let start = Instant::now();
     loop {
         let Some(ds) = get_daemonset(client, ns).await? else {
-            return Err(Failure::new(exit::UNAVAILABLE, format!("DaemonSet {ns}/{} was deleted while waiting", manifests::daemonset_name())));
+            return Err(Failure::new(
+                exit::UNAVAILABLE,
+                format!("DaemonSet {ns}/{} was deleted while waiting", manifests::daemonset_name()),
+            ));
         };
         if let Some((desired, done)) = rolled_out(&ds) {
             if desired == 0 {
@@ -312,7 +329,11 @@ pub async fn wait_ready(client: &Client, ns: &str, w: &Waiting, err: &mut dyn Wr
                 ));
             }
             if done {
-                let _ = writeln!(err, "the fault is in effect on {desired} node(s) after {:.1}s", start.elapsed().as_secs_f64());
+                let _ = writeln!(
+                    err,
+                    "the fault is in effect on {desired} node(s) after {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
                 return status(client, ns).await;
             }
         }

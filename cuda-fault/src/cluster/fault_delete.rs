@@ -41,12 +41,19 @@ fn call<'a>(verb: &'static str, resource: &'static str, ns: &'a str) -> Call<'a>
 }
 
 /// Deletes the fault in `ns`; with `wait`, waits for its hold pods and reads what they did.
-pub async fn delete(client: &Client, ns: &str, wait: Option<&Waiting>, err: &mut dyn Write) -> Result<Deleted, Failure> {
+pub async fn delete(
+    client: &Client,
+    ns: &str,
+    wait: Option<&Waiting>,
+    err: &mut dyn Write,
+) -> Result<Deleted, Failure> {
     let name = manifests::daemonset_name();
     let ds = get_daemonset(client, ns).await?;
     // The pods that held the fault: those that ran (a pending or never-started one wrote nothing).
     let held: Vec<HoldPod> = match &ds {
-        Some(ds) => hold_pods(client, ns, ds).await?.into_iter().filter(|p| p.phase.as_deref() == Some("Running")).collect(),
+        Some(ds) => {
+            hold_pods(client, ns, ds).await?.into_iter().filter(|p| p.phase.as_deref() == Some("Running")).collect()
+        }
         None => Vec::new(),
     };
     let mut deleted = false;
@@ -67,9 +74,15 @@ pub async fn delete(client: &Client, ns: &str, wait: Option<&Waiting>, err: &mut
         .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
         .unwrap_or_default();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let list = cms.list(&ListParams::default().labels(&selector)).await.map_err(|e| api_failure(&call("list", "configmaps", ns), e))?;
+    let list = cms
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| api_failure(&call("list", "configmaps", ns), e))?;
     for cm in list.items {
-        let Some(cm_name) = cm.metadata.name.filter(|n| n.starts_with(&format!("{generator}-")) || *n == generator) else { continue };
+        let Some(cm_name) = cm.metadata.name.filter(|n| n.starts_with(&format!("{generator}-")) || *n == generator)
+        else {
+            continue;
+        };
         match cms.delete(&cm_name, &DeleteParams::default()).await {
             Ok(_) => {
                 deleted = true;
@@ -94,7 +107,10 @@ async fn wait_gone(client: &Client, ns: &str, selector: &str, held: &[HoldPod], 
     let names: BTreeSet<&str> = held.iter().map(|p| p.pod.as_str()).collect();
     let start = Instant::now();
     loop {
-        let list = pods.list(&ListParams::default().labels(selector)).await.map_err(|e| api_failure(&call("list", "pods", ns), e))?;
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| api_failure(&call("list", "pods", ns), e))?;
         let left: Vec<&str> =
             list.items.iter().filter_map(|p| p.metadata.name.as_deref()).filter(|n| names.contains(n)).collect();
         if left.is_empty() {
@@ -127,15 +143,11 @@ async fn reports(client: &Client, ns: &str, held: &[HoldPod]) -> Result<Vec<Rema
     let mut out = Vec::new();
     for p in held {
         let node = p.node.clone().unwrap_or_else(|| "NODE".into());
-        let last = list
-            .items
-            .iter()
-            .filter(|e| {
-                e.involved_object.name.as_deref() == Some(p.pod.as_str())
-                    && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some(COMPONENT)
-                    && matches!(e.reason.as_deref(), Some(REASON_REMOVED | REASON_KEPT))
-            })
-            .next_back();
+        let last = list.items.iter().rfind(|e| {
+            e.involved_object.name.as_deref() == Some(p.pod.as_str())
+                && e.source.as_ref().and_then(|s| s.component.as_deref()) == Some(COMPONENT)
+                && matches!(e.reason.as_deref(), Some(REASON_REMOVED | REASON_KEPT))
+        });
         match last {
             Some(e) if e.reason.as_deref() == Some(REASON_REMOVED) => {}
             Some(e) => out.push(Remaining { node, pod: p.pod.clone(), reason: e.message.clone().unwrap_or_default() }),

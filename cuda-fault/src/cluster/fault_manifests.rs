@@ -144,11 +144,13 @@ fn affinity(term: Value) -> Value {
 /// Which nodes a DaemonSet's pod template targets: (node names, selector), as `status` reports.
 pub fn targets_of(ds: &Value) -> (Option<Vec<String>>, Option<String>) {
     let pod = &ds["spec"]["template"]["spec"];
-    let terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"].as_array();
+    let terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        .as_array();
     if let Some([term]) = terms.map(Vec::as_slice) {
         if let Some([f]) = term["matchFields"].as_array().map(Vec::as_slice) {
             if f["key"] == "metadata.name" && f["operator"] == "In" && term.get("matchExpressions").is_none() {
-                let names = f["values"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+                let names =
+                    f["values"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect());
                 return (names, None);
             }
         }

@@ -93,7 +93,11 @@ impl Selector {
                 }
             };
             let set = |rest: &str| -> Result<Vec<String>, String> {
-                let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| bad(format!("'{}' needs (values)", t.escape_debug())))?;
+                let inner = rest
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .ok_or_else(|| bad(format!("'{}' needs (values)", t.escape_debug())))?;
                 let vals = inner.split(',').map(value).collect::<Result<Vec<_>, _>>()?;
                 if vals.iter().any(String::is_empty) {
                     return Err(bad("an empty value in a set".into()));
@@ -175,7 +179,10 @@ impl Selector {
     /// A selector from one term's `matchExpressions` (None if an operator is not a label one).
     pub fn from_match_expressions(exprs: &[Value]) -> Option<Selector> {
         let values = |e: &Value| -> Vec<String> {
-            e["values"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default()
+            e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default()
         };
         exprs
             .iter()
@@ -200,25 +207,44 @@ mod tests {
 
     #[test]
     fn every_form_parses_and_prints_back() {
-        let s = Selector::parse("cuda-fault/target=true, zone in (a, b),!tainted,gpu,tier notin (x),env!=dev,k==v").unwrap();
+        let s = Selector::parse("cuda-fault/target=true, zone in (a, b),!tainted,gpu,tier notin (x),env!=dev,k==v")
+            .unwrap();
         assert_eq!(s.canonical(), "cuda-fault/target=true,zone in (a,b),!tainted,gpu,tier notin (x),env!=dev,k=v");
         assert_eq!(Selector::parse(&s.canonical()).unwrap(), s);
         assert_eq!(s.node_selector(), None);
-        assert_eq!(
-            s.match_expressions()[1],
-            json!({"key": "zone", "operator": "In", "values": ["a", "b"]})
-        );
+        assert_eq!(s.match_expressions()[1], json!({"key": "zone", "operator": "In", "values": ["a", "b"]}));
         let eq = Selector::parse("nvidia.com/gpu.present=true,a=").unwrap();
-        assert_eq!(eq.node_selector().unwrap(), BTreeMap::from([("a".into(), "".into()), ("nvidia.com/gpu.present".into(), "true".into())]));
+        assert_eq!(
+            eq.node_selector().unwrap(),
+            BTreeMap::from([("a".into(), "".into()), ("nvidia.com/gpu.present".into(), "true".into())])
+        );
         let exprs = s.match_expressions();
         let back = Selector::from_match_expressions(exprs.as_array().unwrap()).unwrap();
-        assert_eq!(back.canonical(), "cuda-fault/target in (true),zone in (a,b),!tainted,gpu,tier notin (x),env notin (dev),k in (v)");
+        assert_eq!(
+            back.canonical(),
+            "cuda-fault/target in (true),zone in (a,b),!tainted,gpu,tier notin (x),env notin (dev),k in (v)"
+        );
     }
 
     #[test]
     fn hostile_selectors_are_refused_on_one_line() {
-        for bad in ["", " ", "a=b\nnamespace: x", "a b", "a in b", "a in (b", "a in ()", "-a=b", "a=b)", "a=-b", "a/b/c=d", &"k".repeat(64),
-                    "a=(b)", "a in (b,,c)", "Ü=1"] {
+        for bad in [
+            "",
+            " ",
+            "a=b\nnamespace: x",
+            "a b",
+            "a in b",
+            "a in (b",
+            "a in ()",
+            "-a=b",
+            "a=b)",
+            "a=-b",
+            "a/b/c=d",
+            &"k".repeat(64),
+            "a=(b)",
+            "a in (b,,c)",
+            "Ü=1",
+        ] {
             let e = Selector::parse(bad).unwrap_err();
             assert!(e.starts_with("invalid label selector '") && !e.contains('\n'), "{bad:?}: {e}");
         }

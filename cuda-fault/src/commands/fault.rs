@@ -102,6 +102,7 @@ pub struct StatusArgs {
 
 /// A validated `fault` command, before any cluster call.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per command: boxing the scenario would buy nothing
 pub enum FaultPlan {
     Apply { spec: FaultSpec, wait: Option<Waiting>, json: bool },
     Delete { namespace: String, wait: Option<Waiting>, json: bool },
@@ -131,7 +132,10 @@ impl FaultArgs {
                     None => {
                         for n in &a.nodes {
                             if !cluster::is_node_name(n) {
-                                return Err(Failure::usage(format!("invalid node name '{}': expected a DNS-1123 name", n.escape_debug())));
+                                return Err(Failure::usage(format!(
+                                    "invalid node name '{}': expected a DNS-1123 name",
+                                    n.escape_debug()
+                                )));
                             }
                         }
                         let mut nodes = a.nodes.clone();
@@ -159,7 +163,9 @@ impl FaultArgs {
                 wait: waiting(d.wait, d.timeout),
                 json: d.common.json,
             },
-            FaultVerb::Status(s) => FaultPlan::Status { namespace: namespace(&s.common.namespace)?, json: s.common.json },
+            FaultVerb::Status(s) => {
+                FaultPlan::Status { namespace: namespace(&s.common.namespace)?, json: s.common.json }
+            }
         })
     }
 }
@@ -173,7 +179,12 @@ fn json<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// Runs a validated plan against a client (a real one, or a mock in tests).
-pub async fn run_fault(client: &kube::Client, plan: &FaultPlan, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
+pub async fn run_fault(
+    client: &kube::Client,
+    plan: &FaultPlan,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Failure> {
     match plan {
         FaultPlan::Apply { spec, wait, json: as_json } => {
             let s = fault::apply(client, spec, wait.as_ref(), err).await?;
@@ -191,7 +202,8 @@ pub async fn run_fault(client: &kube::Client, plan: &FaultPlan, out: &mut dyn Wr
                 let nodes: Vec<&str> = d.remaining.iter().map(|r| r.node.as_str()).collect();
                 format!("deleted the fault; the toggle file may remain on: {}\n", nodes.join(", "))
             } else {
-                "deleted the fault; its hold pods remove their toggle files as they stop (--wait waits for them)\n".into()
+                "deleted the fault; its hold pods remove their toggle files as they stop (--wait waits for them)\n"
+                    .into()
             };
             print(out, text)
         }
@@ -219,23 +231,52 @@ mod tests {
 
     #[test]
     fn apply_arguments_parse_and_are_checked() {
-        let p = plan(&["cuda-fault", "fault", "apply", "--xid", "48", "--node", "a", "--node", "b,c", "--percent", "5", "--wait"]).unwrap();
+        let p = plan(&[
+            "cuda-fault",
+            "fault",
+            "apply",
+            "--xid",
+            "48",
+            "--node",
+            "a",
+            "--node",
+            "b,c",
+            "--percent",
+            "5",
+            "--wait",
+        ])
+        .unwrap();
         let FaultPlan::Apply { spec, wait, json } = p else { panic!() };
         assert_eq!(spec.targets, Targets::Nodes(vec!["a".into(), "b".into(), "c".into()]));
         assert_eq!((spec.xid, spec.keys.percent.map(|p| p.to_string())), (48, Some("5".into())));
         assert!(wait.is_some() && !json);
-        let p = plan(&["cuda-fault", "fault", "apply", "--xid", "79", "-l", "cuda-fault/target=true", "--kmsg", "--json"]).unwrap();
-        assert!(matches!(p, FaultPlan::Apply { spec: FaultSpec { kmsg: true, targets: Targets::Selector(_), .. }, json: true, .. }));
+        let p =
+            plan(&["cuda-fault", "fault", "apply", "--xid", "79", "-l", "cuda-fault/target=true", "--kmsg", "--json"])
+                .unwrap();
+        assert!(matches!(
+            p,
+            FaultPlan::Apply { spec: FaultSpec { kmsg: true, targets: Targets::Selector(_), .. }, json: true, .. }
+        ));
         let err = |args: &[&str]| plan(args).unwrap_err();
         assert!(err(&["cuda-fault", "fault", "apply", "--node", "a"]).contains("needs --xid"));
         assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79"]).contains("--node"));
-        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "-l", "x=y"]).contains("cannot be used with"));
+        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "-l", "x=y"])
+            .contains("cannot be used with"));
         assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "A_b"]).contains("invalid node name"));
-        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "-l", "a=b\nc"]).contains("invalid label selector"));
-        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "-n", "Bad"]).contains("--namespace"));
-        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--pci", "0000:3b:00.0"]).contains("--kmsg"));
-        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--image", "x\ny"]).contains("invalid --image"));
+        assert!(
+            err(&["cuda-fault", "fault", "apply", "--xid", "79", "-l", "a=b\nc"]).contains("invalid label selector")
+        );
+        assert!(
+            err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "-n", "Bad"]).contains("--namespace")
+        );
+        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--pci", "0000:3b:00.0"])
+            .contains("--kmsg"));
+        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--image", "x\ny"])
+            .contains("invalid --image"));
         assert!(matches!(plan(&["cuda-fault", "fault", "status"]).unwrap(), FaultPlan::Status { json: false, .. }));
-        assert!(matches!(plan(&["cuda-fault", "fault", "delete", "--wait", "--json"]).unwrap(), FaultPlan::Delete { json: true, wait: Some(_), .. }));
+        assert!(matches!(
+            plan(&["cuda-fault", "fault", "delete", "--wait", "--json"]).unwrap(),
+            FaultPlan::Delete { json: true, wait: Some(_), .. }
+        ));
     }
 }

@@ -62,7 +62,12 @@ impl Server {
     /// Expects `method` on `path` (any query) and returns the call to answer.
     pub async fn expect_path(&mut self, method: &str, path: &str) -> Call {
         let call = self.next().await;
-        assert_eq!((call.method.as_str(), call.uri.split('?').next().unwrap()), (method, path), "unexpected call {}", call.uri);
+        assert_eq!(
+            (call.method.as_str(), call.uri.split('?').next().unwrap()),
+            (method, path),
+            "unexpected call {}",
+            call.uri
+        );
         call
     }
 
