@@ -291,6 +291,9 @@ async fn delete_wait_reports_each_node_that_kept_its_toggle_file() {
                 hold("h-2", "gpu-2", "Running", true, json!({})),
                 hold("h-3", "gpu-3", "Running", true, json!({})),
                 hold("h-4", "gpu-4", "Pending", false, json!({})),
+                // Crash-looping on its configuration: it never wrote a file, and records nothing.
+                hold("h-5", "gpu-5", "Running", false, json!({"containerStatuses": [{"name": "hold", "ready": false, "restartCount": 4,
+                    "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]})),
             ])),
         );
         let c = s.expect_path("DELETE", DS).await;

@@ -28,6 +28,9 @@ pub struct HoldPod {
     pub phase: Option<String>,
     /// Why it is not ready, when the pod says.
     pub reason: Option<String>,
+    /// Its hold container runs (not waiting to start or restart): it may have written the file.
+    #[serde(skip)]
+    pub running: bool,
 }
 
 /// `fault status --json` (and `fault apply --json`): fixed key order.
@@ -87,11 +90,18 @@ fn hold_pod(p: &Pod) -> HoldPod {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let waiting = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.waiting.is_some())));
+    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
     HoldPod {
+        running: ready || (phase.as_deref() == Some("Running") && !waiting),
         node: p.spec.as_ref().and_then(|s| s.node_name.clone()),
         pod: p.metadata.name.clone().unwrap_or_default(),
         ready,
-        phase: p.status.as_ref().and_then(|s| s.phase.clone()),
+        phase,
         reason: if ready { None } else { pod_reason(p) },
     }
 }

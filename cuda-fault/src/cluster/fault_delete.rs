@@ -49,11 +49,10 @@ pub async fn delete(
 ) -> Result<Deleted, Failure> {
     let name = manifests::daemonset_name();
     let ds = get_daemonset(client, ns).await?;
-    // The pods that held the fault: those that ran (a pending or never-started one wrote nothing).
+    // The pods that held the fault: those whose hold process runs (a pending, never-started or
+    // crash-looping one wrote nothing, and records nothing).
     let held: Vec<HoldPod> = match &ds {
-        Some(ds) => {
-            hold_pods(client, ns, ds).await?.into_iter().filter(|p| p.phase.as_deref() == Some("Running")).collect()
-        }
+        Some(ds) => hold_pods(client, ns, ds).await?.into_iter().filter(|p| p.running).collect(),
         None => Vec::new(),
     };
     let mut deleted = false;

@@ -130,18 +130,27 @@ impl Held {
 
     /// Acts on the API's answer; returns the line to print.
     pub fn finish(&self, decision: &Decision, node: &str) -> Result<String, Failure> {
+        self.finish_off(decision, node).map(|(line, _)| line)
+    }
+
+    /// [`Held::finish`], and whether the node's fault is off now (the file removed, or gone).
+    pub fn finish_off(&self, decision: &Decision, node: &str) -> Result<(String, bool), Failure> {
         let p = self.path.display();
         Ok(match decision {
             Decision::Remove(why) => match self.remove_if_ours()? {
-                Removal::Removed => format!("removed {p}: {why}"),
-                Removal::NotOurs => format!(
-                    "kept {p}: it was rewritten since this pod wrote it, so it is not this pod's to remove ({why})"
+                Removal::Removed => (format!("removed {p}: {why}"), true),
+                Removal::NotOurs => (
+                    format!("kept {p}: it was rewritten since this pod wrote it, so it is not this pod's to remove ({why})"),
+                    false,
                 ),
-                Removal::Gone => format!("{p} is already gone ({why})"),
+                Removal::Gone => (format!("{p} is already gone ({why})"), true),
             },
-            Decision::Keep(why) => format!("kept {p}: {why}"),
-            Decision::Unknown(why) => format!(
-                "kept {p}: cannot ask the Kubernetes API ({why}); if the fault resource was deleted, clean the node by hand: cuda-fault node {node} clean"
+            Decision::Keep(why) => (format!("kept {p}: {why}"), false),
+            Decision::Unknown(why) => (
+                format!(
+                    "kept {p}: cannot ask the Kubernetes API ({why}); if the fault resource was deleted, clean the node by hand: cuda-fault node {node} clean"
+                ),
+                false,
             ),
         })
     }

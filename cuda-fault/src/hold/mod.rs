@@ -116,10 +116,7 @@ pub fn run(
     });
     drop(rt);
     let node = pod.as_ref().and_then(|p| p.node.clone()).unwrap_or_else(|| "NODE".into());
-    let act = |d: &Decision| {
-        let line = held.finish(d, &node)?;
-        Ok((line.clone(), line.starts_with("removed ")))
-    };
+    let act = |d: &Decision| held.finish_off(d, &node);
     let (line, warning) = stop::stop(pod, stop_timeout, act)?;
     let _ = writeln!(out, "{name}: {line}");
     if let Some(w) = warning {
