@@ -84,11 +84,20 @@ impl Pci {
         Ok(out)
     }
 
+    /// [`Pci::parse_list`] as one command-line value.
+    pub fn parse_flag(s: &str) -> Result<PciList, String> {
+        Pci::parse_list(s).map(PciList)
+    }
+
     /// How the driver names the GPU in an Xid line: domain, bus and device, no function.
     pub fn driver(&self) -> String {
         format!("{:04x}:{:02x}:{:02x}", self.domain, self.bus, self.device)
     }
 }
+
+/// The bus IDs of one `--pci` flag (a newtype, so the command line takes the list as one value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PciList(pub Vec<Pci>);
 
 impl fmt::Display for Pci {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -320,13 +320,22 @@ fn cli(kubeconfig: &Path, args: &[&str]) -> Child {
 fn start_hold_pod(
     cluster: &Cluster,
     api: &FakeApi,
+    applying: &mut Child,
     a: &Path,
     pod: &str,
     dir: &Path,
     kubeconfig: &Path,
     kmsg: &Path,
 ) -> Hold {
-    let ds: Value = serde_json::from_str(&wait_for("the applied DaemonSet", || api.get(DS))).unwrap();
+    let ds = wait_for("the applied DaemonSet", || {
+        if let Some(status) = applying.try_wait().unwrap() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(applying.stderr.as_mut().unwrap(), &mut err);
+            panic!("cuda-fault fault apply ended ({status}) before applying: {err}\nrequests: {:?}", api.requests());
+        }
+        api.get(DS)
+    });
+    let ds: Value = serde_json::from_str(&ds).unwrap();
     let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
     let cm_name =
         volumes.iter().find(|v| v["name"] == "fault").unwrap()["configMap"]["name"].as_str().unwrap().to_string();
@@ -403,8 +412,17 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     let kmsg = scratch.join("kmsg-node-a");
     std::fs::write(&kmsg, "").unwrap();
     std::fs::set_permissions(&kmsg, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let applying = cli(&kubeconfig, &apply_args);
-    let hold = start_hold_pod(&cluster, &api, &a, "cuda-fault-hold-a1", &scratch.join("cm1"), &kubeconfig, &kmsg);
+    let mut applying = cli(&kubeconfig, &apply_args);
+    let hold = start_hold_pod(
+        &cluster,
+        &api,
+        &mut applying,
+        &a,
+        "cuda-fault-hold-a1",
+        &scratch.join("cm1"),
+        &kubeconfig,
+        &kmsg,
+    );
     let ready = wait_for("the hold pod's readiness probe to pass", || {
         Some(cluster.probe("cuda-fault-hold-a1")).filter(|r| r.status == 0)
     });
@@ -431,8 +449,14 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     wait_for("the DaemonSet's deletion", || api.get(DS).is_none().then_some(()));
     let r = cluster.stop(hold);
     assert_eq!(
-        r.stdout.trim_end(),
-        "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was deleted"
+        r.lines(),
+        [
+            "kmsg: logged XID 79 for 1 GPU(s) (0000:3b:00) in /dev/kmsg: NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', \
+             name=<unknown>, GPU has fallen off the bus.",
+            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was deleted"
+        ],
+        "{}",
+        r.describe()
     );
     api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
     assert_eq!(json_of(&finish(deleting, Duration::from_secs(60))), json!({"deleted": true, "remaining": []}));
@@ -446,8 +470,17 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     let read_only = scratch.join("kmsg-read-only");
     std::fs::write(&read_only, "").unwrap();
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let applying = cli(&kubeconfig, &apply_args);
-    let hold = start_hold_pod(&cluster, &api, &a, "cuda-fault-hold-a2", &scratch.join("cm2"), &kubeconfig, &read_only);
+    let mut applying = cli(&kubeconfig, &apply_args);
+    let hold = start_hold_pod(
+        &cluster,
+        &api,
+        &mut applying,
+        &a,
+        "cuda-fault-hold-a2",
+        &scratch.join("cm2"),
+        &kubeconfig,
+        &read_only,
+    );
     wait_for("the hold pod's readiness probe to pass", || {
         Some(cluster.probe("cuda-fault-hold-a2")).filter(|r| r.status == 0)
     });

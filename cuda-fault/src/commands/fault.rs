@@ -12,7 +12,7 @@ use crate::cluster::fault_manifests::{FaultSpec, Targets};
 use crate::cluster::selector::Selector;
 use crate::cluster::{self, DEFAULT_IMAGE, DEFAULT_NAMESPACE, IMAGE_ENV};
 use crate::exit::{self, Failure};
-use crate::kmsg::Pci;
+use crate::kmsg::{Pci, PciList};
 use crate::toggle::{self, Line};
 
 pub const FAULT_HELP: &str = "\
@@ -67,8 +67,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub kmsg: bool,
     /// The GPUs the kernel-log line names: PCI bus IDs [default: each node's, as --devices selects]
-    #[arg(long, value_name = "LIST", value_parser = Pci::parse_list, requires = "kmsg")]
-    pub pci: Option<Vec<Pci>>,
+    #[arg(long, value_name = "LIST", value_parser = Pci::parse_flag, requires = "kmsg")]
+    pub pci: Option<PciList>,
     /// Wait until every targeted node has the fault (its hold pod Ready)
     #[arg(long)]
     pub wait: bool,
@@ -153,7 +153,7 @@ impl FaultArgs {
                     xid,
                     keys,
                     kmsg: a.kmsg,
-                    pci: a.pci.clone(),
+                    pci: a.pci.clone().map(|p| p.0),
                     targets,
                 };
                 FaultPlan::Apply { spec, wait: waiting(a.wait, a.timeout), json: a.common.json }
@@ -271,6 +271,23 @@ mod tests {
         );
         assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--pci", "0000:3b:00.0"])
             .contains("--kmsg"));
+        let p = plan(&[
+            "cuda-fault",
+            "fault",
+            "apply",
+            "--xid",
+            "79",
+            "--node",
+            "a",
+            "--kmsg",
+            "--pci",
+            "0000:3b:00.0,0000:86:00.0",
+        ])
+        .unwrap();
+        let FaultPlan::Apply { spec, .. } = p else { panic!() };
+        assert_eq!(spec.pci.map(|p| p.len()), Some(2));
+        assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--kmsg", "--pci", "3b:00"])
+            .contains("is not a PCI bus ID"));
         assert!(err(&["cuda-fault", "fault", "apply", "--xid", "79", "--node", "a", "--image", "x\ny"])
             .contains("invalid --image"));
         assert!(matches!(plan(&["cuda-fault", "fault", "status"]).unwrap(), FaultPlan::Status { json: false, .. }));

@@ -9,7 +9,7 @@ use clap::Args;
 use super::flags::{parse_timeout, EnableFlags, FileArg};
 use crate::exit::Failure;
 use crate::hold::{self, Fault, Paths};
-use crate::kmsg::{self, Pci};
+use crate::kmsg::{self, Pci, PciList};
 
 pub const HOLD_HELP: &str = "\
 On SIGTERM or SIGINT it asks the Kubernetes API (in-cluster, or KUBECONFIG) about its pod's
@@ -33,8 +33,8 @@ pub struct HoldArgs {
     #[arg(long)]
     pub kmsg: bool,
     /// The GPUs the kernel-log line names: PCI bus IDs [default: sysfs, in PCI order, as --devices selects]
-    #[arg(long, value_name = "LIST", value_parser = Pci::parse_list)]
-    pub pci: Option<Vec<Pci>>,
+    #[arg(long, value_name = "LIST", value_parser = Pci::parse_flag)]
+    pub pci: Option<PciList>,
     /// The kernel log device
     #[arg(long, value_name = "PATH", default_value = kmsg::DEVICE)]
     pub kmsg_device: PathBuf,
@@ -61,7 +61,7 @@ impl HoldArgs {
                 dir.display()
             ))),
             Some(dir) => hold::fault_from_dir(dir),
-            None => Ok(Fault { line: self.flags.line()?, kmsg: self.kmsg, pci: self.pci.clone() }),
+            None => Ok(Fault { line: self.flags.line()?, kmsg: self.kmsg, pci: self.pci.clone().map(|p| p.0) }),
         }
     }
 
