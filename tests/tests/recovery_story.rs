@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cuda_fault_tests::containers::{build_worker, config_map_dir, Cluster, Hold, Podman, HOLD_ARGS, PROBE};
 use cuda_fault_tests::fake_api::{objects, FakeApi};
-use cuda_fault_tests::{finish, fixture, helper_path, run_image_build, scratch_dir, shipped, Run};
+use cuda_fault_tests::{finish, fixture, helper_path, image_archive, scratch_dir, shipped, Run};
 use serde_json::{json, Value};
 
 fn assert_serves(r: &Run, when: &str) {
@@ -73,12 +73,10 @@ fn hold_on_a(
 
 /// The shipped image and a worker image in `podman`, and the pods that run them.
 fn story_cluster<'a>(scratch: &Path, podman: &'a Podman, tag: &str) -> Cluster<'a> {
-    let archive = scratch.join("cuda-fault.tar");
-    let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);
-    let (built, _) = printed.split_once(' ').expect("build.sh prints IMAGE ARCHIVE");
+    let (built, archive) = image_archive();
     podman.ok(&["load", "--input", &archive.display().to_string()]);
     let image = format!("localhost/cuda-fault-{tag}-{}:x86_64", std::process::id());
-    podman.ok(&["tag", built, &image]);
+    podman.ok(&["tag", &built, &image]);
     let worker = format!("localhost/cuda-fault-{tag}-worker-{}:latest", std::process::id());
     let workload = fixture("workload");
     // The worker image gets the glibc files the shim needs, never the shim: that comes from the
@@ -315,18 +313,22 @@ fn cli(kubeconfig: &Path, args: &[&str]) -> Child {
         .expect("start cuda-fault")
 }
 
-/// The DaemonSet controller and the kubelet, played by the test: once `fault apply` has applied
-/// the DaemonSet, start its hold pod on node A with the ConfigMap it names.
-fn start_hold_pod(
-    cluster: &Cluster,
-    api: &FakeApi,
-    applying: &mut Child,
-    a: &Path,
-    pod: &str,
-    dir: &Path,
-    kubeconfig: &Path,
-    kmsg: &Path,
-) -> Hold {
+/// The DaemonSet controller and the kubelet, played by the test.
+struct Controller<'a> {
+    cluster: &'a Cluster<'a>,
+    api: &'a FakeApi,
+    kubeconfig: &'a Path,
+    /// Node A's directory.
+    node: &'a Path,
+    /// Where the ConfigMaps' volumes are made.
+    scratch: &'a Path,
+}
+
+/// Once `fault apply` has applied the DaemonSet, start its hold pod on node A with the ConfigMap
+/// it names (and `kmsg` as the node's /dev/kmsg).
+fn start_hold_pod(c: &Controller, applying: &mut Child, pod: &str, kmsg: &Path) -> Hold {
+    let (cluster, api, kubeconfig, a) = (c.cluster, c.api, c.kubeconfig, c.node);
+    let dir = c.scratch.join(pod);
     let ds = wait_for("the applied DaemonSet", || {
         if let Some(status) = applying.try_wait().unwrap() {
             let mut err = String::new();
@@ -345,8 +347,8 @@ fn start_hold_pod(
     let entries: Vec<(String, String)> =
         cm["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
     let entries: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    std::fs::create_dir_all(dir).unwrap();
-    let config = config_map_dir(dir, &entries);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config_map_dir(&dir, &entries);
     assert_eq!(
         ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
             ["nodeSelectorTerms"][0]["matchFields"][0]["values"],
@@ -391,6 +393,7 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     let api = FakeApi::start();
     let kubeconfig = api.kubeconfig(&scratch);
     api.set(&objects::node_path("node-a"), &objects::node("node-a", false));
+    let ctl = Controller { cluster: &cluster, api: &api, kubeconfig: &kubeconfig, node: &a, scratch: &scratch };
     let apply_args = [
         "fault",
         "apply",
@@ -413,16 +416,7 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     std::fs::write(&kmsg, "").unwrap();
     std::fs::set_permissions(&kmsg, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut applying = cli(&kubeconfig, &apply_args);
-    let hold = start_hold_pod(
-        &cluster,
-        &api,
-        &mut applying,
-        &a,
-        "cuda-fault-hold-a1",
-        &scratch.join("cm1"),
-        &kubeconfig,
-        &kmsg,
-    );
+    let hold = start_hold_pod(&ctl, &mut applying, "cuda-fault-hold-a1", &kmsg);
     let ready = wait_for("the hold pod's readiness probe to pass", || {
         Some(cluster.probe("cuda-fault-hold-a1")).filter(|r| r.status == 0)
     });
@@ -471,16 +465,7 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     std::fs::write(&read_only, "").unwrap();
     std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444)).unwrap();
     let mut applying = cli(&kubeconfig, &apply_args);
-    let hold = start_hold_pod(
-        &cluster,
-        &api,
-        &mut applying,
-        &a,
-        "cuda-fault-hold-a2",
-        &scratch.join("cm2"),
-        &kubeconfig,
-        &read_only,
-    );
+    let hold = start_hold_pod(&ctl, &mut applying, "cuda-fault-hold-a2", &read_only);
     wait_for("the hold pod's readiness probe to pass", || {
         Some(cluster.probe("cuda-fault-hold-a2")).filter(|r| r.status == 0)
     });
