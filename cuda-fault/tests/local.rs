@@ -638,6 +638,7 @@ fn xids_text_and_json_come_from_the_table() {
         assert_eq!(j["driver"], json!({"name": r.driver.name, "code": r.driver.code}));
         assert_eq!(j["nvml"], r.nvml.map_or(Value::Null, |e| json!({"name": e.name, "code": e.code})));
         assert_eq!(j["sticky"], r.sticky);
+        assert_eq!((&j["kmsg"], &j["kmsg_evidence"]), (&json!(r.kmsg), &json!(r.kmsg_evidence)));
         assert_eq!(j["default"], r.xid == xid_table::DEFAULT_XID);
     }
 }
