@@ -8,6 +8,7 @@
 
 pub mod containers;
 pub mod fake_api;
+pub mod monitor;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -13,6 +13,12 @@
 //! fault resource is deleted: A's marker is gone and A serves again. Then the imperative
 //! `cuda-fault node A enable` made after a hold pod's write is never removed by it, and
 //! `cuda-fault node A clean` ends the story.
+//!
+//! The fault as commands: `cuda-fault fault apply --wait` returns once the hold pod's readiness
+//! probe (run in its container) passes, which it does only after the toggle file is written; with
+//! kmsg the node's kernel log (a file bind-mounted as /dev/kmsg) gets the driver's Xid line, a
+//! simulated monitor reads it and cordons A, and the work moves to B; `fault delete --wait`
+//! returns once the pod stopped, naming a node whose file someone else rewrote.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -21,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use cuda_fault_tests::containers::{build_worker, config_map_dir, Cluster, Hold, Podman, HOLD_ARGS, PROBE};
 use cuda_fault_tests::fake_api::{objects, FakeApi};
-use cuda_fault_tests::{finish, fixture, helper_path, image_archive, scratch_dir, shipped, Run};
+use cuda_fault_tests::{finish, fixture, helper_path, image_archive, monitor, scratch_dir, shipped, Run};
 use serde_json::{json, Value};
 
 fn assert_serves(r: &Run, when: &str) {
@@ -162,6 +168,7 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     );
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
     assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", false)); // uncordoned
 
     // The fault applied again, then `cuda-fault node A enable --xid 48` by hand: deleting the
     // fault resource leaves that write alone; `cuda-fault node A clean` removes it.
@@ -435,8 +442,14 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
                "pods": [{"node": "node-a", "pod": "cuda-fault-hold-a1", "ready": true, "phase": "Running", "reason": null}],
                "configmap": status["configmap"].clone()})
     );
+    // The node-level half: a monitor reads A's kernel log as journald hands it over, sees the XID
+    // and cordons A; the scheduler places new work on B, where it serves, while A's workers fail.
+    let seen = monitor::cordon_on_xid(&kmsg, &api, "node-a");
+    assert_eq!(seen, Some(monitor::KernelXid { pci: "0000:3b:00".into(), xid: 79 }));
+    api.set(&objects::node_path("node-b"), &objects::node("node-b", false));
+    assert_eq!(monitor::schedulable(&api, &["node-a", "node-b"]), Some("node-b"));
     assert_fails_79(&cluster.pod(&a), "node A with the fault");
-    assert_serves(&cluster.pod(&b), "node B");
+    assert_serves(&cluster.pod(&b), "node B, where the work moved");
 
     // 2. Deleted: the hold pod (stopped as the kubelet stops it) removes its file and records so.
     let deleting = cli(&kubeconfig, &["fault", "delete", "--wait", "--json"]);
