@@ -178,13 +178,20 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("serializable") + "\n"
 }
 
-/// Runs a validated plan against a client (a real one, or a mock in tests).
+/// Runs a validated plan against a client (a real one, or a mock in tests). With `--json` the
+/// progress lines are not written: a caller reads the object on stdout, and on failure the one
+/// line on stderr.
 pub async fn run_fault(
     client: &kube::Client,
     plan: &FaultPlan,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Failure> {
+    let mut quiet = std::io::sink();
+    let json_mode = match plan {
+        FaultPlan::Apply { json, .. } | FaultPlan::Delete { json, .. } | FaultPlan::Status { json, .. } => *json,
+    };
+    let err: &mut dyn Write = if json_mode { &mut quiet } else { err };
     match plan {
         FaultPlan::Apply { spec, wait, json: as_json } => {
             let s = fault::apply(client, spec, wait.as_ref(), err).await?;
