@@ -412,7 +412,18 @@ fn build_helper(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
 /// the lock on the workspace's) and returns the path of `artifact`.
 fn nested_build(manifest_dir: &Path, out_dir: &Path, package: &str, profile: &str, artifact: &str) -> PathBuf {
     let workspace = manifest_dir.parent().expect("workspace root");
-    for path in ["shim", "cuda-fault", "xid-table", "hook-list", "toggle-grammar", "Cargo.toml", "Cargo.lock"] {
+    // The helper also reads `injection/` and `kustomize/`'s manifests (include_str!).
+    for path in [
+        "shim",
+        "cuda-fault",
+        "injection",
+        "kustomize",
+        "xid-table",
+        "hook-list",
+        "toggle-grammar",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         // Directories are scanned recursively.
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }

@@ -99,8 +99,31 @@ fn the_hold_daemonset_keeps_the_fault_through_taints_and_updates() {
     assert_eq!(c["image"], cuda_fault::layout::DEFAULT_IMAGE);
     assert_eq!(
         c["args"],
-        json!(["hold", "--file", cuda_fault::layout::TOGGLE_FILE, "--config", "/etc/cuda-fault/fault"])
+        json!([
+            "hold",
+            "--file",
+            cuda_fault::layout::TOGGLE_FILE,
+            "--config",
+            "/etc/cuda-fault/fault",
+            "--ready-file",
+            "/run/cuda-fault/ready"
+        ])
     );
+    // Ready only once the toggle file is written: the image's helper is the probe (no shell).
+    assert_eq!(
+        c["readinessProbe"]["exec"]["command"],
+        json!([
+            cuda_fault::layout::BINARY,
+            "hold",
+            "--check",
+            "--ready-file",
+            "/run/cuda-fault/ready",
+            "--file",
+            cuda_fault::layout::TOGGLE_FILE
+        ])
+    );
+    assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
+    assert_eq!(pod["volumes"][2], json!({"name": "ready", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}));
     let env: Vec<(&str, &str)> = c["env"]
         .as_array()
         .unwrap()
@@ -120,7 +143,8 @@ fn the_hold_daemonset_keeps_the_fault_through_taints_and_updates() {
     assert_eq!(
         c["volumeMounts"],
         json!([{"name": "toggle", "mountPath": "/host-fault"},
-                                         {"name": "fault", "mountPath": "/etc/cuda-fault/fault", "readOnly": true}])
+               {"name": "fault", "mountPath": "/etc/cuda-fault/fault", "readOnly": true},
+               {"name": "ready", "mountPath": "/run/cuda-fault"}])
     );
     // The hold pods' labels are what `verify` looks for.
     assert_eq!(pod.pointer("/containers/0/name"), Some(&json!("hold")));
@@ -151,6 +175,16 @@ fn the_examples_render_as_documented() {
     assert_eq!(hold_line(cm), "1 48 devices=1 after_ms=5000 sticky=1\n");
     let ds = find(&docs, "DaemonSet", "cuda-fault-hold");
     assert_eq!(ds["spec"]["template"]["spec"]["volumes"][1]["configMap"]["name"], cm["metadata"]["name"]);
+    // The kernel-log XID for node health monitors: kmsg=1, the node's /dev/kmsg, privileged.
+    let docs = render(&repo().join("kustomize/examples/nvsentinel"));
+    support::validate_all(&docs);
+    let cm = fault_configmap(&docs);
+    assert_eq!(cm["data"], json!({"xid": "79", "kmsg": "1"}));
+    assert_eq!(hold_line(cm), "1 79\n");
+    let ds = find(&docs, "DaemonSet", "cuda-fault-hold");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][3], json!({"name": "kmsg", "hostPath": {"path": "/dev/kmsg", "type": "CharDevice"}}));
+    assert_eq!(pod["containers"][0]["securityContext"]["privileged"], true);
     // A node by hostname: the whole nodeSelector replaced.
     let docs = render(&repo().join("kustomize/examples/node-by-hostname"));
     let ds = find(&docs, "DaemonSet", "cuda-fault-hold");

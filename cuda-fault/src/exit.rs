@@ -11,6 +11,8 @@ use std::path::Path;
 pub const OK: u8 = 0;
 /// `verify`: a selected pod does not carry the injection.
 pub const NOT_INJECTED: u8 = 1;
+/// `hold --check`: the hold pod is not ready (its toggle file is not, or no longer, written).
+pub const NOT_READY: u8 = 1;
 /// Usage error or bad value (clap's own code for usage errors), unknown XID.
 pub const USAGE: u8 = 2;
 /// Permission denied (EACCES / EPERM).
@@ -46,21 +48,21 @@ pub const CHANGED: u8 = 11;
 pub const TABLE: &str = "\
 Exit codes:
    0  success
-   1  verify: a selected pod does not carry the injection
+   1  verify: a selected pod does not carry the injection; hold --check: not ready
    2  usage error or bad value (unknown XID, bad --after, ...)
+  11  inject: the object changed while cuda-fault worked on it; nothing was changed, run it again
   13  permission denied
   21  the toggle path is a directory
   30  read-only file system
   40  the toggle path is a symbolic link (refused, never followed)
   66  install: the shim library was not found
-  73  the toggle path is a device node, FIFO or socket (refused, never replaced)
-  69  cluster: node or namespace not found, or API server unreachable
+  69  cluster: node, namespace or workload not found, or API server unreachable
   70  cluster: the Job failed
+  73  the toggle path is a device node, FIFO or socket (refused, never replaced)
   74  other I/O error
-  75  cluster: timed out waiting for the Job
+  75  cluster: timed out waiting for the Job or for the fault (--wait)
   77  cluster: forbidden by RBAC (see manifests/rbac/)
-  78  cluster: no kubeconfig (set KUBECONFIG or run in-cluster)
-  11  inject: the object changed while cuda-fault worked on it; nothing was changed, run it again";
+  78  cluster: no kubeconfig (set KUBECONFIG or run in-cluster)";
 
 /// A failure: one line for stderr and the exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +114,7 @@ impl fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// The error text without Rust's " (os error N)" suffix, lower-cased first letter.
-fn plain(err: &io::Error) -> String {
+pub(crate) fn plain(err: &io::Error) -> String {
     let s = err.to_string();
     let s = match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
@@ -148,6 +150,7 @@ mod tests {
         for code in [
             OK,
             NOT_INJECTED,
+            NOT_READY,
             USAGE,
             PERMISSION_DENIED,
             IS_A_DIRECTORY,

@@ -86,7 +86,7 @@ fn ensure_dir(dir: &Path) -> Result<(), Failure> {
     DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| Failure::io("create directory", dir, &e))
 }
 
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     // Best effort: the rename already happened; some file systems reject fsync on a directory.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod exit;
 pub mod fsops;
 pub mod hold;
+pub mod kmsg;
 pub mod local;
 pub mod toggle;
 
@@ -25,14 +26,17 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::fault::FAULT_HELP;
+pub use crate::commands::fault::{run_fault, FaultArgs, FaultPlan};
 pub use crate::commands::flags::{parse_timeout, EnableFlags, FileArg};
 use crate::commands::inject::INJECT_HELP;
 pub use crate::commands::inject::{run_inject, InjectArgs};
+pub use crate::commands::hold::HoldArgs;
+use crate::commands::hold::HOLD_HELP;
 use crate::commands::node::NODE_HELP;
 pub use crate::commands::node::{run_plan, NodeArgs, NodePlan, NodeVerb, Target};
 use crate::commands::verify::VERIFY_HELP;
 pub use crate::commands::verify::{run_verify, verify_with, VerifyArgs};
-use crate::commands::HOLD_HELP;
 use crate::exit::Failure;
 use crate::toggle::Line;
 
@@ -101,21 +105,16 @@ pub enum Command {
     Node(NodeArgs),
     /// Write the toggle file and hold it until stopped (the fault DaemonSet's pods run this)
     #[command(after_help = HOLD_HELP)]
-    Hold {
-        #[command(flatten)]
-        file: FileArg,
-        /// A directory of key files (a mounted ConfigMap): xid and toggle keys (devices, after_ms, ...)
-        #[arg(long, value_name = "DIR")]
-        config: Option<PathBuf>,
-        #[command(flatten)]
-        flags: EnableFlags,
-    },
+    Hold(HoldArgs),
     /// Which pods carry the injection, on which nodes, and those nodes' toggle files
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Inject the shim into a live workload by one guarded JSON patch, or --remove it again
     #[command(after_help = INJECT_HELP)]
     Inject(InjectArgs),
+    /// Apply, delete or show the fault (the hold DaemonSet of kustomize/xidNN) on chosen nodes
+    #[command(after_help = FAULT_HELP)]
+    Fault(FaultArgs),
 }
 
 /// Reports a command-line error as one line on stderr, as every other failure is (help and
@@ -128,13 +127,40 @@ pub fn usage_error(e: &clap::Error) -> i32 {
             e.exit_code()
         }
         _ => {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("cuda-fault: {first} (see cuda-fault --help)");
+            eprintln!("cuda-fault: {} (see cuda-fault --help)", usage_line(e));
             i32::from(exit::USAGE)
         }
     }
+}
+
+/// A command-line error as one line. A bad value is named with its control characters escaped
+/// (clap quotes it raw, so a value holding a newline would cut the line short), with the reason.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = |k| match e.get(k) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let escaped = |s: &str| {
+        s.chars().flat_map(|c| if c.is_control() { c.escape_debug().collect() } else { vec![c] }).collect::<String>()
+    };
+    if let (Some(arg), Some(value)) = (text(ContextKind::InvalidArg), text(ContextKind::InvalidValue)) {
+        let reason =
+            std::error::Error::source(e).map(|s| s.to_string()).or_else(|| match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) => Some(format!("expected one of {}", v.join(", "))),
+                _ => None,
+            });
+        let reason = reason.map(|r| format!(": {}", escaped(&r))).unwrap_or_default();
+        return format!("invalid value '{}' for '{}'{reason}", escaped(&value), escaped(&arg));
+    }
+    if let Some(ContextValue::Strings(missing)) = e.get(ContextKind::InvalidArg) {
+        if e.kind() == clap::error::ErrorKind::MissingRequiredArgument {
+            return format!("the following required arguments were not provided: {}", escaped(&missing.join(", ")));
+        }
+    }
+    let rendered = e.render().to_string();
+    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+    escaped(first.strip_prefix("error: ").unwrap_or(first))
 }
 
 /// Runs a parsed command; returns the exit code. Errors are one line on `err`.
@@ -177,19 +203,7 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
                 run_plan(&client, &plan, out, err).await
             })
         }
-        Command::Hold { file, config, flags } => {
-            let line = match config {
-                Some(dir) if flags != EnableFlags::default() => {
-                    return Err(Failure::usage(format!(
-                        "--config {} and the scenario flags exclude each other; put the keys in the directory",
-                        dir.display()
-                    )))
-                }
-                Some(dir) => hold::line_from_dir(&dir)?,
-                None => flags.line()?,
-            };
-            hold::run(&file.file, &line, out)
-        }
+        Command::Hold(args) => args.run(out, err),
         Command::Verify(args) => runtime()?.block_on(async {
             let client = cluster::connect().await?;
             run_verify(&client, &args, out, err).await
@@ -198,6 +212,13 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
             let client = cluster::connect().await?;
             run_inject(&client, &args, out, err).await
         }),
+        Command::Fault(args) => {
+            let plan = args.plan()?;
+            runtime()?.block_on(async {
+                let client = cluster::connect().await?;
+                run_fault(&client, &plan, out, err).await
+            })
+        }
     }
 }
 

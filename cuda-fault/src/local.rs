@@ -189,6 +189,9 @@ struct XidJson {
     sticky: bool,
     inferred: bool,
     evidence: &'static str,
+    /// What the driver logs after `NVRM: Xid (PCI:…): N, pid=…, name=…, ` (the kernel-log XID).
+    kmsg: &'static str,
+    kmsg_evidence: &'static str,
     default: bool,
 }
 
@@ -206,6 +209,8 @@ pub fn xids_json() -> String {
             sticky: r.sticky,
             inferred: r.inferred(),
             evidence: r.evidence,
+            kmsg: r.kmsg,
+            kmsg_evidence: r.kmsg_evidence,
             default: r.xid == xid_table::DEFAULT_XID,
         })
         .collect();

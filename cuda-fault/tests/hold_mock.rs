@@ -164,3 +164,52 @@ async fn no_answer_keeps_the_fault() {
         "{d:?}"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_hold_pod_records_what_it_did_as_an_event_on_itself() {
+    use cuda_fault::hold::stop::{record, Report};
+    let r = with_server(
+        HOLD_RBAC,
+        "cuda-fault",
+        |client| async move {
+            record(
+                &client,
+                &me(),
+                &Report { removed: false, message: "kept /host-fault/cuda_fault_enabled: why".into() },
+            )
+            .await
+        },
+        |mut s| async move {
+            let c = s.expect("POST", "/api/v1/namespaces/cuda-fault/events?").await;
+            let b = c.body.clone();
+            assert_eq!(b["metadata"]["generateName"], "cuda-fault-hold-x2x9k.");
+            assert_eq!(
+                b["involvedObject"],
+                json!({"apiVersion": "v1", "kind": "Pod", "namespace": "cuda-fault", "name": "cuda-fault-hold-x2x9k"})
+            );
+            assert_eq!(
+                (&b["reason"], &b["type"], &b["message"]),
+                (&json!("CudaFaultToggleKept"), &json!("Warning"), &json!("kept /host-fault/cuda_fault_enabled: why"))
+            );
+            assert_eq!(b["source"], json!({"component": "cuda-fault-hold", "host": "gpu-1"}));
+            assert!(b["firstTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{b}");
+            c.json(201, b);
+        },
+    )
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    let r = with_server(
+        HOLD_RBAC,
+        "cuda-fault",
+        |client| async move { record(&client, &me(), &Report { removed: true, message: "removed".into() }).await },
+        |mut s| async move {
+            s.expect("POST", "/api/v1/namespaces/cuda-fault/events?").await.status(
+                403,
+                "Forbidden",
+                "events is forbidden",
+            );
+        },
+    )
+    .await;
+    assert!(r.unwrap_err().message.starts_with("forbidden: cannot create events in namespace cuda-fault"));
+}

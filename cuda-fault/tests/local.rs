@@ -133,6 +133,12 @@ fn bad_values_exit_2_with_one_line_and_write_nothing() {
         (&["--functions", &all], "more than the 1024 the shim reads"),
         (&["--functions", "cudaMallocc"], "'cudaMallocc' is not a function in hooks.list"),
         (&["--functions", "@kernels"], "'@kernels' is not a family (@launch, @memcpy, @sync, @alloc)"),
+        // A value holding a newline: named escaped, with the reason, on one line.
+        (
+            &["--functions", "a,\nb"],
+            "invalid value 'a,\\nb' for '--functions <LIST>': 'a' is not a function in hooks.list",
+        ),
+        (&["--mode", "x\ny"], "invalid value 'x\\ny' for '--mode <error|hang>': 'x\\x0ay' is not error or hang"),
         (&["--after-calls", "-1"], "for '--after-calls <N>': '-1' is not a number"),
         (
             &["--after-calls", "18446744073709551616"],
@@ -162,6 +168,9 @@ fn bad_values_exit_2_with_one_line_and_write_nothing() {
         let out = cf().args(args).assert().code(2).get_output().clone();
         one_line(&out.stderr);
     }
+    // A missing argument is named on the same line.
+    let out = cf().args(["hold", "--check"]).assert().code(2).get_output().clone();
+    assert!(one_line(&out.stderr).contains("were not provided: --ready-file <PATH>"));
     cf().assert().code(2);
 }
 
@@ -629,6 +638,7 @@ fn xids_text_and_json_come_from_the_table() {
         assert_eq!(j["driver"], json!({"name": r.driver.name, "code": r.driver.code}));
         assert_eq!(j["nvml"], r.nvml.map_or(Value::Null, |e| json!({"name": e.name, "code": e.code})));
         assert_eq!(j["sticky"], r.sticky);
+        assert_eq!((&j["kmsg"], &j["kmsg_evidence"]), (&json!(r.kmsg), &json!(r.kmsg_evidence)));
         assert_eq!(j["default"], r.xid == xid_table::DEFAULT_XID);
     }
 }
@@ -706,6 +716,20 @@ fn help_documents_commands_and_exit_codes() {
         .assert()
         .success()
         .stdout(predicate::str::contains("--after <DURATION>").and(predicate::str::contains("--devices <LIST>")));
+}
+
+/// README says `--help` shows the same exit-code table: the same codes, in the same order.
+#[test]
+fn readme_lists_the_exit_codes_help_shows() {
+    let codes =
+        |lines: Vec<&str>, parse: fn(&str) -> Option<u32>| lines.into_iter().filter_map(parse).collect::<Vec<u32>>();
+    let help = codes(cuda_fault::exit::TABLE.lines().skip(1).collect(), |l| l.split_whitespace().next()?.parse().ok());
+    let readme = include_str!("../README.md");
+    let table = &readme[readme.find("## Exit codes").expect("README has an exit-code section")..];
+    let rows: Vec<&str> =
+        table.lines().skip_while(|l| !l.starts_with("| code")).skip(2).take_while(|l| l.starts_with('|')).collect();
+    let readme_codes = codes(rows, |l| l.trim_start_matches('|').split('|').next()?.trim().parse().ok());
+    assert_eq!(readme_codes, help, "cuda-fault/README.md's exit-code table differs from --help's");
 }
 
 #[test]

@@ -78,17 +78,20 @@ fn roles_grant_exactly_what_the_code_calls() {
             "{role_file}"
         );
     }
-    // Never exec, never write to pods or to workloads; the hold pods only read.
-    for (_, resource, verb, _) in RBAC.iter().chain(HOLD_RBAC) {
+    // Never exec, never write to pods or to workloads; the only DaemonSets and ConfigMaps written
+    // are the fault's, in the tool's namespace; the hold pods only read, and record Events.
+    for (_, resource, verb, scope) in RBAC.iter().chain(HOLD_RBAC) {
+        let read = ["get", "list"].contains(verb);
         assert!(
             *resource != "pods/exec"
-                && (!["pods", "deployments", "statefulsets", "daemonsets", "dynamographdeployments"]
-                    .contains(resource)
-                    || ["get", "list"].contains(verb)),
+                && (!["pods", "deployments", "statefulsets", "dynamographdeployments"].contains(resource) || read)
+                && (!["daemonsets", "configmaps", "events"].contains(resource)
+                    || read
+                    || *scope == Scope::ToolNamespace),
             "{resource} {verb}"
         );
     }
-    assert!(HOLD_RBAC.iter().all(|r| r.2 == "get"));
+    assert!(HOLD_RBAC.iter().all(|r| r.2 == "get" || (r.1 == "events" && r.2 == "create")));
 
     // `inject` in a ClusterRole of its own: it patches the workloads it injects into and, for
     // --restart, deletes pods; it never execs, creates or touches anything else.

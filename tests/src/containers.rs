@@ -28,6 +28,14 @@ pub const NODE_JOB: [&str; 7] =
     ["--read-only", "--user", "0:0", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
 /// Where the hold pod mounts the fault ConfigMap (kustomize/fault/daemonset.yaml).
 pub const FAULT_CONFIG: &str = "/etc/cuda-fault/fault";
+/// The hold pod's readiness marker, in an emptyDir (kustomize/fault/daemonset.yaml).
+pub const READY_DIR: &str = "/run/cuda-fault";
+pub const READY_FILE: &str = "/run/cuda-fault/ready";
+/// The hold container's arguments, as kustomize/fault/daemonset.yaml gives them.
+pub const HOLD_ARGS: [&str; 7] = ["hold", "--file", TOGGLE, "--config", FAULT_CONFIG, "--ready-file", READY_FILE];
+/// The hold pod's readiness probe (kustomize/fault/daemonset.yaml): the image's helper.
+pub const PROBE: [&str; 7] =
+    ["/usr/local/bin/cuda-fault", "hold", "--check", "--ready-file", READY_FILE, "--file", TOGGLE];
 
 /// A podman with a store of its own under `dir`; everything in it is removed on drop.
 pub struct Podman {
@@ -247,20 +255,58 @@ impl<'a> Cluster<'a> {
     /// API's variables and a kubeconfig for the fake API server on the host network. Returns once
     /// it said it holds the file.
     pub fn hold(&self, node: &Path, node_name: &str, pod: &str, config: &Path, kubeconfig: &Path) -> Hold {
+        self.hold_with(node, node_name, pod, config, kubeconfig, None)
+    }
+
+    /// [`Cluster::hold`], with `kmsg` (a host file standing for the node's /dev/kmsg) mounted at
+    /// /dev/kmsg as kustomize/kmsg mounts the device.
+    pub fn hold_with(
+        &self,
+        node: &Path,
+        node_name: &str,
+        pod: &str,
+        config: &Path,
+        kubeconfig: &Path,
+        kmsg: Option<&Path>,
+    ) -> Hold {
         let (mount, conf, kube) = (
             Self::node_mount(node),
             format!("{}:{FAULT_CONFIG}:ro", config.display()),
             format!("{}:/etc/cuda-fault/kubeconfig:ro", kubeconfig.display()),
         );
         let env = [format!("POD_NAME={pod}"), "POD_NAMESPACE=cuda-fault".into(), format!("NODE_NAME={node_name}")];
+        let ready = format!("{READY_DIR}:size=1m");
+        let kmsg = kmsg.map(|k| format!("{}:/dev/kmsg", k.display()));
         let mut args = vec!["run", "--rm", "--name", pod, "--network", "host"];
         args.extend(NODE_JOB);
-        args.extend(["-v", &mount, "-v", &conf, "-v", &kube, "-e", "KUBECONFIG=/etc/cuda-fault/kubeconfig"]);
+        args.extend([
+            "-v",
+            &mount,
+            "-v",
+            &conf,
+            "-v",
+            &kube,
+            "--tmpfs",
+            &ready,
+            "-e",
+            "KUBECONFIG=/etc/cuda-fault/kubeconfig",
+        ]);
+        if let Some(k) = &kmsg {
+            args.extend(["-v", k.as_str()]);
+        }
         for e in &env {
             args.extend(["-e", e.as_str()]);
         }
-        args.extend([self.image.as_str(), "hold", "--file", TOGGLE, "--config", FAULT_CONFIG]);
+        args.push(self.image.as_str());
+        args.extend(HOLD_ARGS);
         Hold::start(self.podman.command(&args), pod)
+    }
+
+    /// The kubelet's readiness probe of a running hold pod: exit 0 when Ready.
+    pub fn probe(&self, pod: &str) -> Run {
+        let mut args = vec!["exec", pod];
+        args.extend(PROBE);
+        self.podman.run(&args)
     }
 
     /// Stops a hold pod the way the kubelet does (SIGTERM) and waits for it.

@@ -1,7 +1,10 @@
-//! A tiny fake Kubernetes API server for the hold pods of the fault DaemonSet: plain HTTP on
-//! 127.0.0.1, one canned answer per path (404 with a Status object otherwise), and a kubeconfig
-//! pointing at it. The tests and the demo change the answers while it runs ("delete" the
-//! DaemonSet = make its path answer 404) and read which paths were asked for.
+//! A tiny fake Kubernetes API server for the fault layer: plain HTTP on 127.0.0.1, one stored
+//! object per path (404 with a Status object otherwise), and a kubeconfig pointing at it. GET
+//! answers what is stored; PATCH (server-side apply) stores the body, with a uid and a generation
+//! that grows when the spec changes; DELETE removes; POST to a collection (Events) keeps the
+//! object, and a GET of that collection lists what was posted. The tests and the demo play the
+//! controllers: they change the answers while it runs ("delete" the DaemonSet = make its path
+//! answer 404, a pod becomes Ready = its list changes) and read which requests came.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -13,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 type Routes = Arc<Mutex<HashMap<String, (u16, String)>>>;
+type Posted = Arc<Mutex<HashMap<String, Vec<serde_json::Value>>>>;
 
 /// A self-signed certificate (its key was thrown away) as the kubeconfig's
 /// `certificate-authority-data`. The fake server speaks plain HTTP and never uses it, but kube's
@@ -24,6 +28,7 @@ const UNUSED_CA: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzVENDQVZlZ0F
 pub struct FakeApi {
     addr: SocketAddr,
     routes: Routes,
+    posted: Posted,
     requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -35,27 +40,118 @@ fn not_found(path: &str) -> String {
     )
 }
 
-fn serve(stream: TcpStream, routes: &Routes, requests: &Mutex<Vec<String>>) {
+fn respond(stream: &TcpStream, code: u16, body: &str) {
+    let reason = match code {
+        200 => "OK",
+        201 => "Created",
+        _ => "Error",
+    };
+    let _ = write!(
+        &*stream,
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// What a PATCH (server-side apply) stores: the body, keeping the stored object's uid, with a
+/// generation that grows when the spec changes.
+fn applied(old: Option<&str>, body: &[u8]) -> Option<String> {
+    use serde_json::{json, Value};
+    let mut new: Value = serde_json::from_slice(body).ok()?;
+    let old: Option<Value> = old.and_then(|o| serde_json::from_str(o).ok());
+    let (uid, generation) = match &old {
+        Some(o) => {
+            let g = o["metadata"]["generation"].as_i64().unwrap_or(1);
+            (o["metadata"]["uid"].clone(), if o["spec"] == new["spec"] { g } else { g + 1 })
+        }
+        None => (json!(format!("uid-{}", body.len())), 1),
+    };
+    new["metadata"]["uid"] = uid;
+    new["metadata"]["generation"] = json!(generation);
+    new["metadata"]["managedFields"] = json!([{"manager": "cuda-fault", "operation": "Apply"}]);
+    if let Some(status) = old.as_ref().map(|o| o["status"].clone()).filter(|s| !s.is_null()) {
+        new["status"] = status;
+    }
+    Some(new.to_string())
+}
+
+fn serve(stream: TcpStream, routes: &Routes, posted: &Posted, requests: &Mutex<Vec<String>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(&stream);
     let mut first = String::new();
     if reader.read_line(&mut first).is_err() {
         return;
     }
-    // The headers; a GET has no body.
+    let mut length = 0usize;
     let mut line = String::new();
     while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
         line.clear();
     }
+    let mut body = vec![0; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let method = first.split_whitespace().next().unwrap_or("").to_string();
     let path = first.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
-    requests.lock().unwrap().push(format!("{} {path}", first.split_whitespace().next().unwrap_or("")));
-    let (code, body) = routes.lock().unwrap().get(&path).cloned().unwrap_or_else(|| (404, not_found(&path)));
-    let reason = if code == 200 { "OK" } else { "Error" };
-    let _ = write!(
-        &stream,
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+    requests.lock().unwrap().push(format!("{method} {path}"));
+    let mut routes = routes.lock().unwrap();
+    match method.as_str() {
+        "PATCH" => match applied(routes.get(&path).map(|(_, b)| b.as_str()), &body) {
+            Some(obj) => {
+                routes.insert(path, (200, obj.clone()));
+                respond(&stream, 200, &obj);
+            }
+            None => respond(
+                &stream,
+                400,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"bad body","code":400}"#,
+            ),
+        },
+        "DELETE" => match routes.remove(&path) {
+            Some(_) => respond(&stream, 200, r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success"}"#),
+            None => respond(&stream, 404, &not_found(&path)),
+        },
+        "POST" => {
+            let mut obj: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let mut posted = posted.lock().unwrap();
+            let list = posted.entry(path).or_default();
+            if obj["metadata"]["name"].is_null() {
+                let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("object-").to_string();
+                obj["metadata"]["name"] = serde_json::json!(format!("{prefix}{}", list.len()));
+            }
+            list.push(obj.clone());
+            respond(&stream, 201, &obj.to_string());
+        }
+        _ => {
+            // A collection without an answer of its own lists what was posted to it, or else the
+            // objects stored under it.
+            let prefix = format!("{path}/");
+            let children: Vec<serde_json::Value> = routes
+                .iter()
+                .filter(|(p, (code, _))| *code == 200 && p.strip_prefix(&prefix).is_some_and(|n| !n.contains('/')))
+                .filter_map(|(_, (_, b))| serde_json::from_str(b).ok())
+                .collect();
+            let listed = posted.lock().unwrap().get(&path).cloned().or((!children.is_empty()).then_some(children));
+            match (routes.get(&path), listed) {
+                (Some((code, body)), _) => respond(&stream, *code, body),
+                (None, Some(items)) => respond(
+                    &stream,
+                    200,
+                    &serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+                        .to_string(),
+                ),
+                (None, None) if path.ends_with("/configmaps") || path.ends_with("/pods") => {
+                    respond(&stream, 200, r#"{"apiVersion":"v1","kind":"List","metadata":{},"items":[]}"#)
+                }
+                (None, None) => respond(&stream, 404, &not_found(&path)),
+            }
+        }
+    }
 }
 
 impl FakeApi {
@@ -64,21 +160,22 @@ impl FakeApi {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Routes = Arc::default();
+        let posted: Posted = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, q, s) = (routes.clone(), requests.clone(), stop.clone());
+        let (r, p, q, s) = (routes.clone(), posted.clone(), requests.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
-                        serve(stream, &r, &q);
+                        serve(stream, &r, &p, &q);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        FakeApi { addr, routes, requests, stop, thread: Some(thread) }
+        FakeApi { addr, routes, posted, requests, stop, thread: Some(thread) }
     }
 
     pub fn url(&self) -> String {
@@ -88,6 +185,16 @@ impl FakeApi {
     /// Answers GET `path` with `body` (status 200).
     pub fn set(&self, path: &str, body: &str) {
         self.routes.lock().unwrap().insert(path.to_string(), (200, body.to_string()));
+    }
+
+    /// What GET `path` answers now (status 200), if anything.
+    pub fn get(&self, path: &str) -> Option<String> {
+        self.routes.lock().unwrap().get(path).filter(|(code, _)| *code == 200).map(|(_, b)| b.clone())
+    }
+
+    /// What was POSTed to the collection `path`, in order.
+    pub fn posted(&self, path: &str) -> Vec<serde_json::Value> {
+        self.posted.lock().unwrap().get(path).cloned().unwrap_or_default()
     }
 
     /// GET `path` answers 404 from now on.

@@ -8,6 +8,7 @@
 
 pub mod containers;
 pub mod fake_api;
+pub mod monitor;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -392,6 +393,39 @@ pub fn run_image_build(arch: &str, args: &[&str], env: &[(&str, &str)]) -> Strin
     r.stdout.lines().last().unwrap_or_else(|| panic!("{} printed nothing", script.display())).to_string()
 }
 
+/// The x86_64 image as build.sh builds it: (the name it printed, its OCI archive). Built once per
+/// test process (two builds at once would fight over buildah's store), into a directory of this
+/// process.
+pub fn image_archive() -> (String, PathBuf) {
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<Option<(String, PathBuf)>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = built.as_ref() {
+        return found.clone();
+    }
+    remove_stale_process_dirs("-image");
+    let dir = std::env::temp_dir().join(format!("cuda-fault-test-{}-image", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the image directory");
+    let archive = dir.join("cuda-fault.tar");
+    let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);
+    let (name, _) = printed.split_once(' ').expect("build.sh prints IMAGE ARCHIVE");
+    let found = (name.to_string(), archive);
+    *built = Some(found.clone());
+    found
+}
+
+/// Removes `<tmp>/cuda-fault-test-<pid><tag>*` directories of test processes that have ended.
+fn remove_stale_process_dirs(tag: &str) {
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("cuda-fault-test-").and_then(|r| r.split_once(tag)).map(|(p, _)| p) {
+            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 /// The two files the image of `arch` (`x86_64` or `aarch64`) ships, as build.sh builds them.
 #[derive(Debug, Clone)]
 pub struct Shipped {
@@ -414,14 +448,7 @@ pub fn shipped(arch: &str) -> Shipped {
     }
     // Staging directories of test processes that have ended are removed.
     let tmp = std::env::temp_dir();
-    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("cuda-fault-test-").and_then(|r| r.split_once("-stage-")).map(|(p, _)| p) {
-            if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
+    remove_stale_process_dirs("-stage-");
     let stage = tmp.join(format!("cuda-fault-test-{}-stage-{arch}", std::process::id()));
     let stage_str = stage.display().to_string();
     let printed =

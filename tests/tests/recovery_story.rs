@@ -13,15 +13,22 @@
 //! fault resource is deleted: A's marker is gone and A serves again. Then the imperative
 //! `cuda-fault node A enable` made after a hold pod's write is never removed by it, and
 //! `cuda-fault node A clean` ends the story.
+//!
+//! The fault as commands: `cuda-fault fault apply --wait` returns once the hold pod's readiness
+//! probe (run in its container) passes, which it does only after the toggle file is written; with
+//! kmsg the node's kernel log (a file bind-mounted as /dev/kmsg) gets the driver's Xid line, a
+//! simulated monitor reads it and cordons A, and the work moves to B; `fault delete --wait`
+//! returns once the pod stopped, naming a node whose file someone else rewrote.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::containers::{build_worker, config_map_dir, Cluster, Hold, Podman};
+use cuda_fault_tests::containers::{build_worker, config_map_dir, Cluster, Hold, Podman, HOLD_ARGS, PROBE};
 use cuda_fault_tests::fake_api::{objects, FakeApi};
-use cuda_fault_tests::{finish, fixture, helper_path, run_image_build, scratch_dir, shipped, Run};
+use cuda_fault_tests::{finish, fixture, helper_path, image_archive, monitor, scratch_dir, shipped, Run};
+use serde_json::{json, Value};
 
 fn assert_serves(r: &Run, when: &str) {
     assert_eq!(r.status, 0, "{when}:\n{}", r.describe());
@@ -70,22 +77,25 @@ fn hold_on_a(
     hold
 }
 
+/// The shipped image and a worker image in `podman`, and the pods that run them.
+fn story_cluster<'a>(scratch: &Path, podman: &'a Podman, tag: &str) -> Cluster<'a> {
+    let (built, archive) = image_archive();
+    podman.ok(&["load", "--input", &archive.display().to_string()]);
+    let image = format!("localhost/cuda-fault-{tag}-{}:x86_64", std::process::id());
+    podman.ok(&["tag", &built, &image]);
+    let worker = format!("localhost/cuda-fault-{tag}-worker-{}:latest", std::process::id());
+    let workload = fixture("workload");
+    // The worker image gets the glibc files the shim needs, never the shim: that comes from the
+    // init container's volume.
+    build_worker(podman, &scratch.join("worker"), &worker, &workload, &shipped("x86_64").shim);
+    Cluster::new(podman, image, worker, &workload)
+}
+
 #[test]
 fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recovers() {
     let scratch = scratch_dir("story");
     let podman = Podman::new(&scratch.join("podman"));
-    let archive = scratch.join("cuda-fault.tar");
-    let printed = run_image_build("x86_64", &[&archive.display().to_string()], &[]);
-    let (built, _) = printed.split_once(' ').expect("build.sh prints IMAGE ARCHIVE");
-    podman.ok(&["load", "--input", &archive.display().to_string()]);
-    let image = format!("localhost/cuda-fault-story-{}:x86_64", std::process::id());
-    podman.ok(&["tag", built, &image]);
-    let worker = format!("localhost/cuda-fault-story-worker-{}:latest", std::process::id());
-    let workload = fixture("workload");
-    // The worker image gets the glibc files the shim needs, never the shim: that comes from the
-    // init container's volume.
-    build_worker(&podman, &scratch.join("worker"), &worker, &workload, &shipped("x86_64").shim);
-    let cluster = Cluster::new(&podman, image, worker, &workload);
+    let cluster = story_cluster(&scratch, &podman, "story");
     let (a, b) = (Cluster::node_dir(&scratch, "node-a"), Cluster::node_dir(&scratch, "node-b"));
     let marker = a.join("cuda_fault_enabled");
     let api = FakeApi::start();
@@ -158,6 +168,7 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     );
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
     assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", false)); // uncordoned
 
     // The fault applied again, then `cuda-fault node A enable --xid 48` by hand: deleting the
     // fault resource leaves that write alone; `cuda-fault node A clean` removes it.
@@ -266,4 +277,257 @@ fn a_hold_process_asks_the_api_on_sigterm_and_keeps_the_fault_without_an_answer(
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with(&format!("cuda-fault: --config {}: mode", bad.display())), "{err}");
     assert!(!file.exists());
+}
+
+/// The hold container runs as kustomize/fault/daemonset.yaml says, and is probed as it says.
+#[test]
+fn the_hold_container_runs_and_is_probed_as_the_daemonset_says() {
+    let yaml = include_str!("../../kustomize/fault/daemonset.yaml");
+    let flat: String = yaml.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains(&format!("args: [{}]", HOLD_ARGS.join(", "))),
+        "kustomize/fault/daemonset.yaml's args changed"
+    );
+    let probe = PROBE.join(", ");
+    assert!(flat.contains(&format!("command: [{probe}]")), "kustomize/fault/daemonset.yaml's readiness probe changed");
+}
+
+const DS: &str = objects::DAEMONSET_PATH;
+const PODS: &str = "/api/v1/namespaces/cuda-fault/pods";
+
+/// Polls `f` until it gives a value (at most two minutes): waiting for a marker, not a time.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cuda-fault ARGS` against the fake API server, running.
+fn cli(kubeconfig: &Path, args: &[&str]) -> Child {
+    Command::new(helper_path())
+        .args(args)
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cuda-fault")
+}
+
+/// The DaemonSet controller and the kubelet, played by the test.
+struct Controller<'a> {
+    cluster: &'a Cluster<'a>,
+    api: &'a FakeApi,
+    kubeconfig: &'a Path,
+    /// Node A's directory.
+    node: &'a Path,
+    /// Where the ConfigMaps' volumes are made.
+    scratch: &'a Path,
+}
+
+/// Once `fault apply` has applied the DaemonSet, start its hold pod on node A with the ConfigMap
+/// it names (and `kmsg` as the node's /dev/kmsg).
+fn start_hold_pod(c: &Controller, applying: &mut Child, pod: &str, kmsg: &Path) -> Hold {
+    let (cluster, api, kubeconfig, a) = (c.cluster, c.api, c.kubeconfig, c.node);
+    let dir = c.scratch.join(pod);
+    let ds = wait_for("the applied DaemonSet", || {
+        if let Some(status) = applying.try_wait().unwrap() {
+            let mut err = String::new();
+            let _ = std::io::Read::read_to_string(applying.stderr.as_mut().unwrap(), &mut err);
+            panic!("cuda-fault fault apply ended ({status}) before applying: {err}\nrequests: {:?}", api.requests());
+        }
+        api.get(DS)
+    });
+    let ds: Value = serde_json::from_str(&ds).unwrap();
+    let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let cm_name =
+        volumes.iter().find(|v| v["name"] == "fault").unwrap()["configMap"]["name"].as_str().unwrap().to_string();
+    let cm: Value =
+        serde_json::from_str(&api.get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{cm_name}")).unwrap())
+            .unwrap();
+    let entries: Vec<(String, String)> =
+        cm["data"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config_map_dir(&dir, &entries);
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchFields"][0]["values"],
+        json!(["node-a"])
+    );
+    let uid = ds["metadata"]["uid"].as_str().unwrap();
+    api.set(&objects::pod_path(pod), &objects::hold_pod(pod, "node-a", uid));
+    cluster.hold_with(a, "node-a", pod, &config, kubeconfig, Some(kmsg))
+}
+
+/// The controller's view once the kubelet saw the pod Ready: the DaemonSet's status, its pods.
+fn report_ready(api: &FakeApi, pod: &str) {
+    let mut ds: Value = serde_json::from_str(&api.get(DS).unwrap()).unwrap();
+    ds["status"] = json!({"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": 1, "updatedNumberScheduled": 1,
+                          "numberAvailable": 1, "numberReady": 1, "currentNumberScheduled": 1, "numberMisscheduled": 0});
+    api.set(DS, &ds.to_string());
+    let p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "cuda-fault", "labels": {"app.kubernetes.io/name": "cuda-fault-hold"}},
+                   "spec": {"nodeName": "node-a", "containers": [{"name": "hold"}]},
+                   "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    api.set(PODS, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [p]}).to_string());
+}
+
+fn json_of(r: &Run) -> Value {
+    assert_eq!(r.status, 0, "{}", r.describe());
+    assert_eq!(r.stdout.lines().count(), 1, "{}", r.describe());
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// `fault apply --wait` returns once the hold pod on the node is Ready, which its readiness probe
+/// (the image's helper, run in the container) says only after the toggle file is written; with
+/// kmsg the node's kernel log (a file standing for /dev/kmsg) gets the driver's line, and when
+/// the device cannot be written the pod says so in one line and holds the toggle fault anyway.
+/// `fault delete --wait` returns once the pod has stopped, and names the node whose file was
+/// rewritten by someone else (which the probe also reported: not ready).
+#[test]
+fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_containers() {
+    let scratch = scratch_dir("fault-cmds");
+    let podman = Podman::new(&scratch.join("podman"));
+    let cluster = story_cluster(&scratch, &podman, "fault-cmds");
+    let (a, b) = (Cluster::node_dir(&scratch, "node-a"), Cluster::node_dir(&scratch, "node-b"));
+    let marker = a.join("cuda_fault_enabled");
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&scratch);
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", false));
+    let ctl = Controller { cluster: &cluster, api: &api, kubeconfig: &kubeconfig, node: &a, scratch: &scratch };
+    let apply_args = [
+        "fault",
+        "apply",
+        "--xid",
+        "79",
+        "--node",
+        "node-a",
+        "--kmsg",
+        "--pci",
+        "0000:3b:00.0",
+        "--wait",
+        "--timeout",
+        "120",
+        "--json",
+    ];
+    use std::os::unix::fs::PermissionsExt;
+
+    // 1. The fault with the kernel-log XID; the node's /dev/kmsg a writable file.
+    let kmsg = scratch.join("kmsg-node-a");
+    std::fs::write(&kmsg, "").unwrap();
+    std::fs::set_permissions(&kmsg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut applying = cli(&kubeconfig, &apply_args);
+    let hold = start_hold_pod(&ctl, &mut applying, "cuda-fault-hold-a1", &kmsg);
+    let ready = wait_for("the hold pod's readiness probe to pass", || {
+        Some(cluster.probe("cuda-fault-hold-a1")).filter(|r| r.status == 0)
+    });
+    assert_eq!(ready.stdout.trim_end(), "ready: /host-fault/cuda_fault_enabled holds \"1 79\"");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n", "Ready only once the toggle file is written");
+    assert_eq!(
+        std::fs::read(&kmsg).unwrap(),
+        b"<3>cuda-fault: NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n"
+    );
+    report_ready(&api, "cuda-fault-hold-a1");
+    let status = json_of(&finish(applying, Duration::from_secs(60)));
+    assert_eq!(
+        status,
+        json!({"present": true, "namespace": "cuda-fault", "xid": 79, "line": "1 79", "nodes": ["node-a"], "selector": null,
+               "kmsg": true, "desired": 1, "ready": 1,
+               "pods": [{"node": "node-a", "pod": "cuda-fault-hold-a1", "ready": true, "phase": "Running", "reason": null}],
+               "configmap": status["configmap"].clone()})
+    );
+    // The node-level half: a monitor reads A's kernel log as journald hands it over, sees the XID
+    // and cordons A; the scheduler places new work on B, where it serves, while A's workers fail.
+    let seen = monitor::cordon_on_xid(&kmsg, &api, "node-a");
+    assert_eq!(seen, Some(monitor::KernelXid { pci: "0000:3b:00".into(), xid: 79 }));
+    api.set(&objects::node_path("node-b"), &objects::node("node-b", false));
+    assert_eq!(monitor::schedulable(&api, &["node-a", "node-b"]), Some("node-b"));
+    assert_fails_79(&cluster.pod(&a), "node A with the fault");
+    assert_serves(&cluster.pod(&b), "node B, where the work moved");
+
+    // 2. Deleted: the hold pod (stopped as the kubelet stops it) removes its file and records so.
+    let deleting = cli(&kubeconfig, &["fault", "delete", "--wait", "--json"]);
+    wait_for("the DaemonSet's deletion", || api.get(DS).is_none().then_some(()));
+    let r = cluster.stop(hold);
+    assert_eq!(
+        r.lines(),
+        [
+            "kmsg: logged XID 79 for 1 GPU(s) (0000:3b:00) in /dev/kmsg: NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', \
+             name=<unknown>, GPU has fallen off the bus.",
+            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was deleted"
+        ],
+        "{}",
+        r.describe()
+    );
+    api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
+    assert_eq!(json_of(&finish(deleting, Duration::from_secs(60))), json!({"deleted": true, "remaining": []}));
+    assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
+    assert!(api
+        .get(&format!("/api/v1/namespaces/cuda-fault/configmaps/{}", status["configmap"].as_str().unwrap()))
+        .is_none());
+    assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
+
+    // 3. Again, with a /dev/kmsg the pod cannot write: one line, and the toggle fault holds.
+    let read_only = scratch.join("kmsg-read-only");
+    std::fs::write(&read_only, "").unwrap();
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let mut applying = cli(&kubeconfig, &apply_args);
+    let hold = start_hold_pod(&ctl, &mut applying, "cuda-fault-hold-a2", &read_only);
+    wait_for("the hold pod's readiness probe to pass", || {
+        Some(cluster.probe("cuda-fault-hold-a2")).filter(|r| r.status == 0)
+    });
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n");
+    assert_eq!(std::fs::read(&read_only).unwrap(), b"");
+    report_ready(&api, "cuda-fault-hold-a2");
+    json_of(&finish(applying, Duration::from_secs(60)));
+    assert_fails_79(&cluster.pod(&a), "node A with the fault, kmsg refused");
+
+    // 4. `cuda-fault node A enable --xid 48` by hand: the pod is no longer Ready (the fault on the
+    // node is not the resource's), and deleting the resource leaves that write and says so.
+    cluster.node_job(&a, &["enable", "--xid", "48"]);
+    let r = cluster.probe("cuda-fault-hold-a2");
+    assert_eq!(r.status, 1, "{}", r.describe());
+    assert!(
+        r.stderr.contains("not ready: /host-fault/cuda_fault_enabled is no longer the file this pod wrote (\"1 79\")"),
+        "{}",
+        r.describe()
+    );
+    let deleting = cli(&kubeconfig, &["fault", "delete", "--wait", "--json"]);
+    wait_for("the DaemonSet's deletion", || api.get(DS).is_none().then_some(()));
+    let r = cluster.stop(hold);
+    let refusal: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("cuda-fault: kmsg: ")).collect();
+    assert_eq!(refusal.len(), 1, "{}", r.describe());
+    assert!(
+        refusal[0]
+            .starts_with("cuda-fault: kmsg: no kernel-log line written: cannot open /dev/kmsg: permission denied")
+            && refusal[0].ends_with("; the toggle fault is applied"),
+        "{}",
+        refusal[0]
+    );
+    assert!(
+        r.stdout.starts_with("SIGTERM: kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"),
+        "{}",
+        r.describe()
+    );
+    api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
+    let deleted = json_of(&finish(deleting, Duration::from_secs(60)));
+    assert_eq!(deleted["deleted"], true);
+    let remaining = deleted["remaining"].as_array().unwrap();
+    assert_eq!(
+        (remaining.len(), &remaining[0]["node"], &remaining[0]["pod"]),
+        (1, &json!("node-a"), &json!("cuda-fault-hold-a2"))
+    );
+    assert!(remaining[0]["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("kept /host-fault/cuda_fault_enabled: it was rewritten since this pod wrote it"));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 48\n");
+    cluster.node_job(&a, &["clean"]);
+    assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
 }

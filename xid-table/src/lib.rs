@@ -44,6 +44,10 @@ pub struct Xid<'a> {
     /// A real XID of this kind poisons the process's context.
     pub sticky: bool,
     pub evidence: &'a str,
+    /// What the NVIDIA driver logs for this XID after `NVRM: Xid (PCI:…): N, pid=…, name=…, `.
+    pub kmsg: &'a str,
+    /// Where [`Xid::kmsg`] comes from.
+    pub kmsg_evidence: &'a str,
 }
 
 impl Xid<'_> {
@@ -68,7 +72,7 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const COLUMNS: usize = 8;
+const COLUMNS: usize = 9;
 
 /// Parses the table text. Blank lines and lines starting with `#` are ignored.
 pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
@@ -84,7 +88,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
         if cols.len() != COLUMNS {
             return Err(err(format!(
                 "expected {COLUMNS} '|'-separated columns \
-                 (xid | mnemonic | description | runtime | driver | nvml | sticky | evidence), found {}",
+                 (xid | mnemonic | description | runtime | driver | nvml | sticky | evidence | kmsg), found {}",
                 cols.len()
             )));
         }
@@ -115,6 +119,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
             "no" => false,
             other => return Err(err(format!("sticky must be 'yes' or 'no', found '{other}'"))),
         };
+        let (kmsg, kmsg_evidence) = kmsg_cell(cols[8]).map_err(|m| err(format!("kmsg: {m}")))?;
         rows.push(Xid {
             xid,
             mnemonic: cols[1],
@@ -124,12 +129,32 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
             nvml,
             sticky,
             evidence: cols[7],
+            kmsg,
+            kmsg_evidence,
         });
     }
     if !rows.iter().any(|r| r.xid == DEFAULT_XID) {
         return Err(ParseError { line: 0, message: format!("the table must contain the default XID {DEFAULT_XID}") });
     }
     Ok(rows)
+}
+
+/// The kmsg cell: `"TEXT" EVIDENCE`. The text reaches the kernel log verbatim, so it is one line of
+/// printable ASCII.
+fn kmsg_cell(cell: &str) -> Result<(&str, &str), String> {
+    let rest = cell.strip_prefix('"').ok_or_else(|| format!("'{cell}' must be \"TEXT\" EVIDENCE"))?;
+    let (text, evidence) = rest.split_once('"').ok_or_else(|| "the text's closing '\"' is missing".to_string())?;
+    if text.is_empty() || text.trim() != text {
+        return Err("the text is empty or starts or ends with a blank".into());
+    }
+    if let Some(c) = text.chars().find(|c| !(c.is_ascii_graphic() || *c == ' ')) {
+        return Err(format!("the text holds {c:?}; only printable ASCII reaches the kernel log"));
+    }
+    let evidence = evidence.trim();
+    if evidence.is_empty() {
+        return Err("the text has no evidence after it".into());
+    }
+    Ok((text, evidence))
 }
 
 fn error_code<'a>(cell: &'a str, prefix: &str) -> Result<ErrorCode<'a>, String> {
@@ -210,26 +235,36 @@ mod tests {
         assert_eq!(find(79).unwrap().nvml.unwrap().name, "NVML_ERROR_GPU_IS_LOST");
         assert!(find(143).unwrap().inferred());
         assert!(!find(79).unwrap().inferred());
+        assert_eq!(find(79).unwrap().kmsg, "GPU has fallen off the bus.");
+        assert!(t.iter().all(|r| !r.kmsg.is_empty() && !r.kmsg_evidence.is_empty()));
     }
 
     #[test]
     fn malformed_rows_name_their_line() {
-        let good = "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | seed\n";
+        let good = "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | seed | \"t.\" e\n";
         assert_eq!(parse(good).unwrap().len(), 1);
         let cases = [
             ("# c\n\n79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes\n", 3, "columns"),
-            ("x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "not a number"),
-            ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "runtime error"),
-            ("79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "not a number"),
-            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e\n", 1, "NAME=NUMBER"),
             (
-                "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e\n",
+                "x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
+                1,
+                "not a number",
+            ),
+            ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "runtime error"),
+            (
+                "79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
+                1,
+                "not a number",
+            ),
+            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e | \"t\" k\n", 1, "NAME=NUMBER"),
+            (
+                "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e | \"t\" k\n",
                 1,
                 "success",
             ),
-            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | maybe | e\n", 1, "sticky"),
-            ("79 | a | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "UPPER"),
-            ("79 | A |  | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e\n", 1, "empty"),
+            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | maybe | e | \"t\" k\n", 1, "sticky"),
+            ("79 | a | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "UPPER"),
+            ("79 | A |  | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "empty"),
         ];
         for (text, line, needle) in cases {
             let e = parse(text).unwrap_err();
@@ -237,9 +272,27 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e} should mention {needle}");
             assert!(e.to_string().starts_with(&format!("xids.table line {line}:")));
         }
+        let row = |kmsg: &str| {
+            format!("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | {kmsg}\n")
+        };
+        for (kmsg, needle) in [
+            ("GPU gone", "must be \"TEXT\" EVIDENCE"),
+            ("\"GPU gone evidence", "closing"),
+            ("\"\" e", "empty"),
+            ("\" x\" e", "blank"),
+            ("\"caf\u{e9}\" e", "printable ASCII"),
+            ("\"x\ty\" e", "printable ASCII"),
+            ("\"GPU gone\"", "no evidence"),
+        ] {
+            let e = parse(&row(kmsg)).unwrap_err();
+            assert!(e.message.starts_with("kmsg: ") && e.message.contains(needle), "{kmsg}: {e}");
+        }
+        let text = row("\"GPU has fallen off the bus.\" NVSentinel samples");
+        let ok = parse(&text).unwrap();
+        assert_eq!((ok[0].kmsg, ok[0].kmsg_evidence), ("GPU has fallen off the bus.", "NVSentinel samples"));
         let dup = format!("{good}{good}");
         assert_eq!(parse(&dup).unwrap_err().line, 2);
-        let no79 = "48 | A | d | cudaErrorX=214 | CUDA_ERROR_X=214 | - | yes | e\n";
+        let no79 = "48 | A | d | cudaErrorX=214 | CUDA_ERROR_X=214 | - | yes | e | \"t\" k\n";
         assert!(parse(no79).unwrap_err().message.contains("default XID 79"));
     }
 

@@ -6,6 +6,9 @@
 //! - [`job`] builds that Job, [`run`] creates it, waits, prints its log and deletes it;
 //! - [`hold`]: what a stopped hold pod of the fault DaemonSet asks the API before it removes its
 //!   toggle file, and [`selects`], whether a pod template still selects a node;
+//! - [`fault`], [`fault_delete`]: `cuda-fault fault apply|status|delete`, the fault layer as
+//!   commands, from the objects [`fault_manifests`] builds out of `kustomize/`; [`selector`] reads
+//!   label selectors;
 //! - [`verify`]: which pods carry the injection, on which nodes, and those nodes' toggle state
 //!   ([`report`] writes it as text);
 //! - [`inject`]: the shim injected into a live workload by one guarded JSON patch (the generator's
@@ -14,6 +17,9 @@
 //!   call (the manifests under `manifests/rbac/` grant exactly these).
 
 pub mod errors;
+pub mod fault;
+pub mod fault_delete;
+pub mod fault_manifests;
 pub mod hold;
 pub mod inject;
 pub mod job;
@@ -22,6 +28,7 @@ pub mod nodes;
 pub mod rbac;
 pub mod report;
 pub mod run;
+pub mod selector;
 pub mod selects;
 pub mod verify;
 

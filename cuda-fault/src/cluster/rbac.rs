@@ -13,7 +13,8 @@ pub enum Scope {
 /// (API group, resource, verb, scope).
 pub type Rule = (&'static str, &'static str, &'static str, Scope);
 
-/// The `cuda-fault` ServiceAccount and the `cuda-fault-operators` group: `node` and `verify`.
+/// The `cuda-fault` ServiceAccount and the `cuda-fault-operators` group: `node`, `verify` and
+/// `fault`.
 pub const RBAC: &[Rule] = &[
     // `node`: check NODE; `--all --selector`.
     ("", "nodes", "get", Scope::Cluster),
@@ -30,6 +31,18 @@ pub const RBAC: &[Rule] = &[
     ("batch", "jobs", "delete", Scope::ToolNamespace),
     ("", "pods", "list", Scope::ToolNamespace),
     ("", "pods/log", "get", Scope::ToolNamespace),
+    // `fault apply`: server-side apply of the hold DaemonSet and its ConfigMap (an apply that
+    // creates is authorized as create too); `status` reads them; `delete` deletes them and, with
+    // --wait, reads the Events the hold pods recorded as they stopped.
+    ("apps", "daemonsets", "create", Scope::ToolNamespace),
+    ("apps", "daemonsets", "patch", Scope::ToolNamespace),
+    ("apps", "daemonsets", "delete", Scope::ToolNamespace),
+    ("", "configmaps", "get", Scope::ToolNamespace),
+    ("", "configmaps", "list", Scope::ToolNamespace),
+    ("", "configmaps", "create", Scope::ToolNamespace),
+    ("", "configmaps", "patch", Scope::ToolNamespace),
+    ("", "configmaps", "delete", Scope::ToolNamespace),
+    ("", "events", "list", Scope::ToolNamespace),
 ];
 
 /// `cuda-fault inject`, in a ClusterRole of its own (it writes): the workload's kinds, read and
@@ -52,11 +65,12 @@ pub const INJECT_RBAC: &[Rule] = &[
 ];
 
 /// The `cuda-fault-hold` ServiceAccount of the fault DaemonSet's pods: what they read when they
-/// stop (their own pod, its DaemonSet, their node).
+/// stop (their own pod, its DaemonSet, their node), and the Event saying what they did.
 pub const HOLD_RBAC: &[Rule] = &[
     ("", "nodes", "get", Scope::Cluster),
     ("", "pods", "get", Scope::ToolNamespace),
     ("apps", "daemonsets", "get", Scope::ToolNamespace),
+    ("", "events", "create", Scope::ToolNamespace),
 ];
 
 /// Whether `rules` allow `verb` on `resource` of `group` in `namespace` (None: cluster-scoped),

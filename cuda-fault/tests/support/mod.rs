@@ -31,6 +31,7 @@ pub struct Call {
     pub method: String,
     pub uri: String,
     pub body: Value,
+    pub content_type: String,
     reply: Reply,
 }
 
@@ -39,6 +40,8 @@ impl Server {
         let (req, reply) = self.handle.next_request().await.expect("the client stopped before the expected call");
         let method = req.method().to_string();
         let uri = req.uri().to_string();
+        let content_type =
+            req.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         let bytes = req.into_body().collect_bytes().await.unwrap();
         let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         let (group, resource, verb, namespace) = request_rule(&method, &uri);
@@ -46,13 +49,25 @@ impl Server {
             allows(self.rules, group, resource, verb, namespace.as_deref(), &self.tool_namespace),
             "{method} {uri} needs '{verb}' on {group}/{resource} in {namespace:?}, which the declared RBAC lacks"
         );
-        Call { method, uri, body, reply }
+        Call { method, uri, body, content_type, reply }
     }
 
     /// Expects `method uri` and returns the call to answer.
     pub async fn expect(&mut self, method: &str, uri: &str) -> Call {
         let call = self.next().await;
         assert_eq!((call.method.as_str(), call.uri.as_str()), (method, uri), "unexpected call");
+        call
+    }
+
+    /// Expects `method` on `path` (any query) and returns the call to answer.
+    pub async fn expect_path(&mut self, method: &str, path: &str) -> Call {
+        let call = self.next().await;
+        assert_eq!(
+            (call.method.as_str(), call.uri.split('?').next().unwrap()),
+            (method, path),
+            "unexpected call {}",
+            call.uri
+        );
         call
     }
 
@@ -96,6 +111,9 @@ fn request_rule(method: &str, uri: &str) -> (&'static str, &'static str, &'stati
         ["deployments", _] => ("deployments", true),
         ["statefulsets", _] => ("statefulsets", true),
         ["daemonsets", _] => ("daemonsets", true),
+        ["configmaps"] => ("configmaps", false),
+        ["configmaps", _] => ("configmaps", true),
+        ["events"] => ("events", false),
         ["dynamographdeployments", _] => ("dynamographdeployments", true),
         other => panic!("unexpected resource path {other:?}"),
     };
@@ -104,6 +122,7 @@ fn request_rule(method: &str, uri: &str) -> (&'static str, &'static str, &'stati
         ("GET", false) => "list",
         ("POST", false) => "create",
         ("DELETE", true) => "delete",
+        ("PATCH", true) => "patch",
         other => panic!("unexpected {other:?} on {path}"),
     };
     (group, resource, verb, namespace)
