@@ -2,6 +2,7 @@
 
 pub mod flags;
 pub mod node;
+pub mod scenario;
 pub mod verify;
 
 pub const HOLD_HELP: &str = "\
