@@ -66,6 +66,15 @@ def _known(cls: type[T], obj: Mapping[str, Any], renames: Mapping[str, str] | No
     return cls(**values)
 
 
+def _objects(value: Any) -> list[Mapping[str, Any]]:
+    """A JSON list of objects; :class:`ProtocolError` for anything else."""
+    items = list(value or ())
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise ProtocolError(f"expected a JSON object, got {item!r}", 0)
+    return items
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value or ())
 
@@ -151,11 +160,14 @@ class FaultStatus:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> FaultStatus:
-        r = _known(cls, obj)
-        return dataclasses.replace(
-            r,
-            nodes=_strings(r.nodes) if r.nodes is not None else None,
-            pods=tuple(_known(HoldPod, p) for p in r.pods or ()),
+        nodes = obj.get("nodes")
+        return _known(
+            cls,
+            {
+                **obj,
+                "nodes": _strings(nodes) if nodes is not None else None,
+                "pods": tuple(_known(HoldPod, p) for p in _objects(obj.get("pods"))),
+            },
         )
 
 
@@ -179,8 +191,9 @@ class DeleteResult:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> DeleteResult:
-        r = _known(cls, obj)
-        return dataclasses.replace(r, remaining=tuple(_known(Remaining, x) for x in r.remaining or ()))
+        return _known(
+            cls, {**obj, "remaining": tuple(_known(Remaining, x) for x in _objects(obj.get("remaining")))}
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,24 +245,18 @@ class VerifyResult:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> VerifyResult:
-        r = _known(cls, obj)
-        pods = []
-        for p in r.pods or ():
-            pod = _known(PodReport, p)
-            pods.append(
-                dataclasses.replace(
-                    pod,
-                    preloaded=_strings(pod.preloaded),
-                    shim_mounted=_strings(pod.shim_mounted),
-                    toggle_mounted=_strings(pod.toggle_mounted),
-                )
+        lists = ("preloaded", "shim_mounted", "toggle_mounted")
+        pods = tuple(
+            _known(PodReport, {**p, **{k: _strings(p.get(k)) for k in lists}})
+            for p in _objects(obj.get("pods"))
+        )
+        nodes = tuple(
+            _known(
+                NodeReport, {**n, "toggle": ToggleStatus.from_json(n["toggle"]) if n.get("toggle") else None}
             )
-        nodes = []
-        for n in r.nodes or ():
-            node = _known(NodeReport, n)
-            toggle = ToggleStatus.from_json(node.toggle) if node.toggle is not None else None
-            nodes.append(dataclasses.replace(node, toggle=toggle))
-        return dataclasses.replace(r, pods=tuple(pods), nodes=tuple(nodes))
+            for n in _objects(obj.get("nodes"))
+        )
+        return _known(cls, {**obj, "pods": pods, "nodes": nodes})
 
 
 # -------------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import datetime
 import functools
 import os
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any, Union
 
 from . import _binary
+from .errors import ProtocolError
 
 #: A value of a scenario key: text, a number, a flag, or a list of them (comma-joined).
 KeyValue = Union[str, int, float, bool, datetime.timedelta, Iterable[Union[str, int]]]
@@ -32,7 +32,9 @@ def _text(name: str, value: Any) -> str:
         return str(value // datetime.timedelta(milliseconds=1))
     if isinstance(value, float):
         # The shortest text that reads back as the same float, without an exponent: 1e-06 is
-        # "0.000001" (the grammar has no exponents).
+        # "0.000001" (the grammar has no exponents). Imported here: `import cuda_fault` stays cheap.
+        from decimal import Decimal
+
         return format(Decimal(repr(value)), "f")
     if isinstance(value, (str, int)):
         return str(value)
@@ -62,7 +64,7 @@ def _describe(flags: tuple[str, ...]) -> dict[str, Any]:
     answer = _binary.run_json(["scenario", *flags, "--json"])
     for field, kind in (("line", str), ("keys", dict), ("env", dict), ("variables", dict)):
         if not isinstance(answer.get(field), kind):
-            raise _binary.ProtocolError(f"cuda-fault scenario --json: no {field!r} in {answer!r}", 0)
+            raise ProtocolError(f"cuda-fault scenario --json: no {field!r} in {answer!r}", 0)
     return answer
 
 

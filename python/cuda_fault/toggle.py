@@ -10,13 +10,12 @@ import dataclasses
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from . import _binary
-from .errors import CudaFaultIOError, PermissionDeniedError, UsageError
+from .errors import CudaFaultIOError, PermissionDeniedError, ProtocolError, UsageError
 from .scenario import Scenario
 
 #: The most bytes of a previous toggle file ``fault()`` keeps to put back; a larger regular
@@ -63,7 +62,7 @@ class ToggleStatus:
         """From ``status --json``'s object."""
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         if not {"file", "present", "state"} <= obj.keys():
-            raise _binary.ProtocolError(f"not a status object: {dict(obj)!r}", 0)
+            raise ProtocolError(f"not a status object: {dict(obj)!r}", 0)
         values: dict[str, Any] = {k: v for k, v in obj.items() if k in known}
         for name in ("devices", "functions"):
             if values.get(name) is not None:
@@ -179,6 +178,8 @@ def _restore(path: Path, content: bytes, mode: int) -> None:
     """Writes ``content`` to ``path`` atomically (a temporary file beside it, named as the
     binary names its own so that ``cuda-fault clean`` removes one a killed process left, fsynced,
     renamed over the target), unless the target became something else than a regular file."""
+    import tempfile  # only here: `import cuda_fault` stays cheap
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp.", dir=path.parent)
     except OSError as e:
