@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check of the project, from a fresh Debian machine: installs what the tests need (and
 # only what is missing, saying so), then runs `cargo fmt --check`, `cargo clippy -D warnings`
-# and `cargo test --workspace`. Needs the Rust toolchain (rustup), gcc, python3 with pip, kubectl
+# and `cargo test --workspace`, then `ruff` and the Python package's `pytest` suite (which builds
+# the wheel). Needs the Rust toolchain (rustup), gcc, python3 with pip, kubectl
 # (for its built-in kustomize) and root or sudo for the Debian packages. Run it again at will:
 # what is there is skipped.
 #   ./test.sh               set up, then run everything
@@ -37,8 +38,9 @@ if [ ! -f "$conf" ]; then
 fi
 
 # NVIDIA's real CUDA runtimes (12.x and 13.x), pynvml, and zig (for the glibc-2.17 and static
-# builds of the shipped files).
-PY_PACKAGES=(nvidia-cuda-runtime-cu12 nvidia-cuda-runtime nvidia-ml-py cargo-zigbuild)
+# builds of the shipped files); maturin (the Python wheel), pytest and ruff (the Python package's
+# tests and lint).
+PY_PACKAGES=(nvidia-cuda-runtime-cu12 nvidia-cuda-runtime nvidia-ml-py cargo-zigbuild maturin pytest ruff)
 py_missing=()
 for p in "${PY_PACKAGES[@]}"; do
   python3 -m pip show --quiet "$p" >/dev/null 2>&1 || py_missing+=("$p")
@@ -76,3 +78,8 @@ say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test --workspace"
 cargo test --workspace
+say "ruff check, ruff format --check (python/, examples/)"
+python3 -m ruff check
+python3 -m ruff format --check
+say "pytest python/tests (the wheel built and installed into a fresh venv; the API, the plugin, the example)"
+python3 -m pytest

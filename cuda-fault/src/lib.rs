@@ -35,6 +35,7 @@ pub use crate::commands::hold::HoldArgs;
 use crate::commands::hold::HOLD_HELP;
 use crate::commands::node::NODE_HELP;
 pub use crate::commands::node::{run_plan, NodeArgs, NodePlan, NodeVerb, Target};
+use crate::commands::scenario::{ScenarioArgs, SCENARIO_HELP};
 use crate::commands::verify::VERIFY_HELP;
 pub use crate::commands::verify::{run_verify, verify_with, VerifyArgs};
 use crate::exit::Failure;
@@ -66,11 +67,17 @@ pub enum Command {
         file: FileArg,
         #[command(flatten)]
         flags: EnableFlags,
+        /// Print the file's status as `status --json` does, read after the write
+        #[arg(long)]
+        json: bool,
     },
     /// Turn faults off: writes `0`
     Disable {
         #[command(flatten)]
         file: FileArg,
+        /// Print the file's status as `status --json` does, read after the write
+        #[arg(long)]
+        json: bool,
     },
     /// Show the toggle file: state, XID, keys, path ("absent: env decides" when missing)
     Status {
@@ -84,7 +91,13 @@ pub enum Command {
     Clean {
         #[command(flatten)]
         file: FileArg,
+        /// Print the file's status as `status --json` does, read after the removal
+        #[arg(long)]
+        json: bool,
     },
+    /// Check a scenario with the toggle grammar and print its line (--json: keys and variables too)
+    #[command(after_help = SCENARIO_HELP)]
+    Scenario(ScenarioArgs),
     /// Print the XID table
     Xids {
         /// Print JSON
@@ -176,15 +189,16 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Failure> {
     match cli.command {
-        Command::Enable { file, flags } => local::write_toggle(&file.file, &flags.line()?, out),
-        Command::Disable { file } => local::write_toggle(&file.file, &Line::Off, out),
-        Command::Clean { file } => local::clean(&file.file, out),
-        Command::Status { file, json } => {
-            let s = local::status(&file.file)?;
-            let text =
-                if json { serde_json::to_string(&s).expect("serializable") + "\n" } else { local::status_text(&s) };
-            out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
+        Command::Enable { file, flags, json } => {
+            let line = flags.line()?;
+            changed(&file.file, json, out, |o| local::write_toggle(&file.file, &line, o))
         }
+        Command::Disable { file, json } => {
+            changed(&file.file, json, out, |o| local::write_toggle(&file.file, &Line::Off, o))
+        }
+        Command::Clean { file, json } => changed(&file.file, json, out, |o| local::clean(&file.file, o)),
+        Command::Status { file, json } => print_status(&file.file, json, out),
+        Command::Scenario(args) => commands::scenario::run(&args, out),
         Command::Xids { json } => {
             let text = if json { local::xids_json() } else { local::xids_text() };
             out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
@@ -220,6 +234,27 @@ fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Fa
             })
         }
     }
+}
+
+/// Runs a command that changes the toggle file: its own report on `out`, or with `json` only the
+/// file's status read after the change (`status --json`'s object).
+fn changed(
+    path: &std::path::Path,
+    json: bool,
+    out: &mut dyn Write,
+    change: impl FnOnce(&mut dyn Write) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    if !json {
+        return change(out);
+    }
+    change(&mut std::io::sink())?;
+    print_status(path, true, out)
+}
+
+fn print_status(path: &std::path::Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let s = local::status(path)?;
+    let text = if json { serde_json::to_string(&s).expect("serializable") + "\n" } else { local::status_text(&s) };
+    out.write_all(text.as_bytes()).map_err(|e| Failure::new(exit::IO_ERROR, format!("stdout: {e}")))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

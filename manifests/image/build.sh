@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cuda-fault image without a daemon and writes it as an OCI archive.
 #   manifests/image/build.sh [x86_64|aarch64] [OUTPUT.tar]
-# - the shim for glibc >= 2.17 (cargo-zigbuild), so it loads in every CUDA image in use;
+# - the shim for glibc >= 2.17 (cargo-zigbuild), so it loads in every CUDA image in use
+#   (build-shim.sh, which the Python wheel's build uses as well);
 # - the helper and cuda-fault-kustomize as static musl binaries (they run in FROM scratch);
 # - buildah (vfs storage, chroot isolation: no daemon, no privileges beyond root in CI).
 # Prints "IMAGE ARCHIVE" on the last line. Needs: rustup targets, cargo-zigbuild, buildah.
@@ -34,23 +35,13 @@ if [ "$STAGE_ONLY" != 1 ]; then
   command -v buildah >/dev/null || { echo "buildah is missing: apt-get install buildah" >&2; exit 1; }
 fi
 
-cargo zigbuild --release -p cuda-fault-shim --target "$ARCH-unknown-linux-gnu.2.17" --target-dir "$TARGET_DIR" >&2
 # One build for both static binaries: they share most dependencies.
 cargo zigbuild --release -p cuda-fault -p cuda-fault-kustomize --target "$ARCH-unknown-linux-musl" --target-dir "$TARGET_DIR" >&2
 
 STAGE=${CUDA_FAULT_IMAGE_STAGE_DIR:-$TARGET_DIR/stage-$ARCH}
 rm -rf "$STAGE" && mkdir -p "$STAGE"
-cp "$TARGET_DIR/$ARCH-unknown-linux-gnu/release/libcuda_intercept.so" "$STAGE/cuda_intercept.so"
-# LD_PRELOAD reaches every process of a container, musl-linked ones too (an Alpine sidecar): the
-# shim must load there and stay out of the way. Its only dependency musl cannot satisfy is the
-# glibc loader, which it needs for __tls_get_addr alone; glibc finds that loader by name
-# anyway (it is always loaded), so the entry can go.
-case "$ARCH" in
-  x86_64) LOADER=ld-linux-x86-64.so.2 ;;
-  aarch64) LOADER=ld-linux-aarch64.so.1 ;;
-esac
-command -v patchelf >/dev/null || { echo "patchelf is missing: apt-get install patchelf" >&2; exit 1; }
-patchelf --remove-needed "$LOADER" "$STAGE/cuda_intercept.so"
+# The shim as the wheel ships it too (glibc 2.17, no loader entry): one recipe for both.
+CUDA_FAULT_IMAGE_TARGET_DIR="$TARGET_DIR" manifests/image/build-shim.sh "$ARCH" "$STAGE/cuda_intercept.so"
 for bin in cuda-fault cuda-fault-kustomize; do
   cp "$TARGET_DIR/$ARCH-unknown-linux-musl/release/$bin" "$STAGE/$bin"
 done

@@ -2,7 +2,8 @@
 
 pub mod fault;
 pub mod flags;
-pub mod inject;
 pub mod hold;
+pub mod inject;
 pub mod node;
+pub mod scenario;
 pub mod verify;
