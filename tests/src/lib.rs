@@ -6,6 +6,7 @@
 //! The fake stack and every program are documented at the top of their C file, including the
 //! exact lines they print.
 
+pub mod calls;
 pub mod containers;
 pub mod fake_api;
 
@@ -48,7 +49,7 @@ pub fn fixture(name: &str) -> PathBuf {
             return path;
         }
     }
-    if name.starts_with("real_rt") {
+    if name.starts_with("real_rt") || name.starts_with("call_probe_rt") {
         panic!(
             "fixture {name} was not built because NVIDIA's CUDA runtime wheels were not found \
              when the tests were built: {REAL_CUDART_HINT}, then rebuild"
