@@ -84,7 +84,7 @@ pub fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active
         Latch::Broken if meta.api != Api::Nvml => {
             // The context is broken: every call on the device returns the error.
             if !on_device() {
-                return untouched();
+                return spared();
             }
             log_fault(slot, active, row, meta.name, error.name, error.code);
             return fails(error.code);
@@ -100,7 +100,9 @@ pub fn judge(slot: usize, regs: &Regs, meta: &slots::Meta, active: state::Active
         return spared();
     }
     if !on_device() {
-        return untouched();
+        // Judged by its device and let through: the driver calls that carry it out pass too (a
+        // cudaSetDevice away from the faulted GPU must not fail in the runtime's cuCtxSetCurrent).
+        return spared();
     }
     if p.asynchronous && !p.hang && meta.api != Api::Nvml && kind(meta) != Kind::Work {
         return untouched(); // nothing happened yet
@@ -163,7 +165,7 @@ fn pending(
 ) -> Judged {
     match kind(meta) {
         Kind::Other => untouched(),
-        _ if !on_device() => untouched(),
+        _ if !on_device() => spared(),
         Kind::Work => fails(0),
         Kind::Sync => {
             if latch::advance(Latch::Pending, Latch::Broken) && state::announced() {

@@ -36,8 +36,8 @@ static ACTIVE: AtomicU32 = AtomicU32::new(0);
 static PERIOD: AtomicU32 = AtomicU32::new(0);
 /// Set once the process has made its first CUDA call: from then on messages may be printed.
 static ANNOUNCED: AtomicBool = AtomicBool::new(false);
-/// When the current on-period began (CLOCK_MONOTONIC, ms), for `after_ms`.
-static ON_SINCE_MS: AtomicU64 = AtomicU64::new(0);
+/// When the current on-period began (CLOCK_MONOTONIC, ns), for `after_ms`.
+static ON_SINCE_NS: AtomicU64 = AtomicU64::new(0);
 /// Calls that would have faulted in the current on-period, for `after_calls`.
 static CANDIDATES: AtomicU64 = AtomicU64::new(0);
 /// Faults injected in the current on-period, for `count`.
@@ -93,9 +93,9 @@ pub fn announced() -> bool {
     ANNOUNCED.load(Ordering::Acquire)
 }
 
-/// Milliseconds since faults turned on.
+/// Whole milliseconds since faults turned on.
 pub fn on_for_ms() -> u64 {
-    clock::monotonic_ms().saturating_sub(ON_SINCE_MS.load(Ordering::Acquire))
+    clock::monotonic_ns().saturating_sub(ON_SINCE_NS.load(Ordering::Acquire)) / 1_000_000
 }
 
 /// Counts one would-be fault; returns how many came before it in this on-period.
@@ -192,7 +192,7 @@ pub fn apply(d: Decision, source: Source) {
         plan::publish(&Plan::of(&d.scenario, seed, row.asynchronous));
         CANDIDATES.store(0, Ordering::Release);
         INJECTED.store(0, Ordering::Release);
-        ON_SINCE_MS.store(clock::monotonic_ms(), Ordering::Release);
+        ON_SINCE_NS.store(clock::monotonic_ns(), Ordering::Release);
         let period = PERIOD.fetch_add(1, Ordering::AcqRel) + 1;
         UNREAD.store(u64::from(period) << 32, Ordering::Release);
         let clean = if reaches { 0 } else { CLEAN_BIT };

@@ -251,6 +251,12 @@ fn exit_code(status: ExitStatus) -> i32 {
 /// Runs `fixtures/pynvml_probe.py` (nvidia-ml-py against the fake libnvidia-ml.so.1) with
 /// LD_LIBRARY_PATH set to [`fake_lib_dir`] (ahead of any LD_LIBRARY_PATH given in `env`).
 pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
+    run_python_fixture("pynvml_probe.py", env, preload, timeout)
+}
+
+/// Runs a Python fixture of `tests/fixtures/` (pynvml against the fake libnvidia-ml.so.1), as
+/// [`run_pynvml_probe`] does.
+pub fn run_python_fixture(name: &str, env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
     let lib = fake_lib_dir().display().to_string();
     let mut library_path = lib;
     let mut all: Vec<(&str, &str)> = Vec::new();
@@ -263,7 +269,7 @@ pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) 
     }
     all.push(("LD_LIBRARY_PATH", &library_path));
     all.push(("PYTHONDONTWRITEBYTECODE", "1"));
-    let script = fixture_source("pynvml_probe.py").display().to_string();
+    let script = fixture_source(name).display().to_string();
     run(&python3(), &[&script], &all, preload, timeout)
 }
 
