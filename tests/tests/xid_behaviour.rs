@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use cuda_fault_tests::calls::{wait_asleep, Calls};
 use cuda_fault_tests::{
-    fixture, helper_path, require_real_cudart, run, run_python_fixture, scratch_dir, shim_lines, write_atomic, Run,
-    Scratch,
+    fixture, helper_path, require_real_cudart, run, run_python_fixture, scratch_dir, shim_lines, workload_under,
+    write_atomic, Run, Scratch,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -78,9 +78,10 @@ fn xid_31_launch_succeeds_the_next_sync_fails_and_every_later_call_fails() {
     // A broken context: every call returns it, also device counts and the error functions,
     // and cudaGetLastError does not clear it.
     assert_eq!(p.line("count"), "count 700 -1");
-    assert_eq!(p.calls(&["malloc", "set 0", "launch", "streamquery", "lasterror", "lasterror", "peek", "cuctxsync"]), [
-        700, 700, 700, 700, 700, 700, 700, 700
-    ]);
+    assert_eq!(
+        p.calls(&["malloc", "set 0", "launch", "streamquery", "lasterror", "lasterror", "peek", "cuctxsync"]),
+        [700, 700, 700, 700, 700, 700, 700, 700]
+    );
     // The toggle going off does not repair it.
     t.write("0");
     assert_eq!(p.calls(&["streamquery", "devsync"]), [700, 700]);
@@ -156,7 +157,8 @@ fn a_process_started_after_the_write_runs_clean_and_the_environment_always_appli
 #[test]
 fn the_pytorch_shaped_workload_fails_at_a_synchronize_not_at_its_launch_check() {
     let t = toggle("xid31-workload");
-    let e = [("CUDA_FAULT_TOGGLE_FILE", t.path.as_str()), ("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", "31")];
+    let e =
+        [("CUDA_FAULT_TOGGLE_FILE", t.path.as_str()), ("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", "31")];
     let r = run(&fixture("workload"), &["3"], &e, true, T);
     // Its first asynchronous work is a memset, a launch, a graph and a copy, then a synchronize.
     assert_eq!(r.lines(), ["devices 2", "FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700"], "{}", r.describe());
@@ -299,7 +301,10 @@ fn ecc_xids_show_in_nvml_s_ecc_queries() {
     }
     t.write("1 64");
     let r = ecc(&t, &[]);
-    assert_eq!(r.lines()[2..4], ["device 0 retired pending 0", "device 0 remapped corrected 0 uncorrected 1 pending 0 failure 1"]);
+    assert_eq!(
+        r.lines()[2..4],
+        ["device 0 retired pending 0", "device 0 remapped corrected 0 uncorrected 1 pending 0 failure 1"]
+    );
     // Only the listed device; and nothing for an XID without ECC state.
     t.write("1 48 devices=1");
     let r = ecc(&t, &[]);
@@ -421,7 +426,11 @@ fn async_with_devices_and_functions() {
     assert_eq!(p.calls(&["malloc", "launch", "devsync", "memcpyasync", "streamquery"]), [0, 0, 0, 0, 700]);
     drop(p);
     let mut p = running(&t, "1 31 functions=@sync", &[]);
-    assert_eq!(p.calls(&["malloc", "launch", "memcpyasync", "devsync", "memcpy"]), [0; 5], "no asynchronous work named");
+    assert_eq!(
+        p.calls(&["malloc", "launch", "memcpyasync", "devsync", "memcpy"]),
+        [0; 5],
+        "no asynchronous work named"
+    );
 }
 
 #[test]
@@ -489,18 +498,22 @@ fn every_xid_stops_the_workload_where_its_behaviour_says() {
     let toggle = dir.join("absent").display().to_string();
     for row in xid_table::table() {
         let xid = row.xid.to_string();
-        let e = [("CUDA_FAULT_TOGGLE_FILE", toggle.as_str()), ("CUDA_FAULT_INJECTION_ENABLED", "1"), ("CUDA_XID_TYPE", &xid)];
+        let e = [
+            ("CUDA_FAULT_TOGGLE_FILE", toggle.as_str()),
+            ("CUDA_FAULT_INJECTION_ENABLED", "1"),
+            ("CUDA_XID_TYPE", &xid),
+        ];
         let r = run(&fixture("workload"), &["3"], &e, true, T);
-        let (name, code) = (row.runtime.name, row.runtime.code);
-        let want: Vec<String> = match (row.surface, row.lost) {
-            (xid_table::Surface::Async, _) => {
-                vec!["devices 2".into(), format!("FAIL cudaStreamSynchronize {name} {code}")]
-            }
-            (xid_table::Surface::Immediate, true) => vec![format!("FAIL cudaGetDeviceCount {name} {code}")],
-            (xid_table::Surface::Immediate, false) => {
-                vec!["devices 2".into(), format!("FAIL cudaSetDevice {name} {code}")]
-            }
-        };
-        assert_eq!(r.lines(), want, "XID {xid}:\n{}", r.describe());
+        let (lines, function) = workload_under(&row);
+        assert_eq!(r.lines(), lines, "XID {xid}:\n{}", r.describe());
+        let sim = format!("[XID {xid} SIM] {function} -> {} ({})", row.runtime.name, row.runtime.code);
+        assert!(r.stderr.lines().any(|l| l == sim), "{}", r.describe());
+        // Spelled out for the kinds, so that the helper above cannot drift.
+        match row.xid {
+            31 => assert_eq!(lines[1], "FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700"),
+            48 => assert_eq!(lines[1], "FAIL cudaSetDevice cudaErrorECCUncorrectable 214"),
+            79 => assert_eq!(lines, ["FAIL cudaGetDeviceCount cudaErrorNoDevice 100"]),
+            _ => {}
+        }
     }
 }
