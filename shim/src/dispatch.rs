@@ -33,19 +33,18 @@ pub unsafe extern "C" fn cf_dispatch(slot: u32, regs: *const Regs, ret: usize) -
     let slot = slot as usize;
     // SAFETY: the assembly passes a pointer into its own live frame.
     let regs = unsafe { &*regs };
-    match std::panic::catch_unwind(|| decide(slot, regs, ret)) {
-        Ok(Verdict::Forward) => FORWARD,
-        Ok(Verdict::Return(code)) => RETURN | u64::from(code),
-        // Fail open: a bug in the shim must not become an error the application sees.
-        Err(_) => forward_or_missing(slot),
+    // Fail open: a bug in the shim must not become an error the application sees.
+    match std::panic::catch_unwind(|| decide(slot, regs, ret)).unwrap_or_else(|_| forward_or_missing(slot)) {
+        Verdict::Forward => FORWARD,
+        Verdict::Return(code) => RETURN | u64::from(code),
     }
 }
 
-fn forward_or_missing(slot: usize) -> u64 {
+fn forward_or_missing(slot: usize) -> Verdict {
     if slots::ensure_real(slot) {
-        FORWARD
+        Verdict::Forward
     } else {
-        RETURN | u64::from(slots::meta(slot).map_or(999, |m| missing(m.api)))
+        Verdict::Return(slots::meta(slot).map_or(999, |m| missing(m.api)))
     }
 }
 
@@ -54,10 +53,7 @@ fn decide(slot: usize, regs: &Regs, ret: usize) -> Verdict {
     if g & gate::START != 0 && !lifecycle::touch() {
         // The first-call set-up is in progress on this very thread (a signal handler) or took
         // another thread too long: this call cannot know the state yet, so it goes through.
-        return match forward_or_missing(slot) {
-            FORWARD => Verdict::Forward,
-            r => Verdict::Return(r as u32),
-        };
+        return forward_or_missing(slot);
     }
     if g & gate::EVERY_CALL != 0 {
         lifecycle::check(true);
