@@ -517,3 +517,24 @@ fn every_xid_stops_the_workload_where_its_behaviour_says() {
         }
     }
 }
+
+#[test]
+fn process_scope_decides_before_every_other_key() {
+    // Whatever else the line says, a process that started after it was written runs clean, on
+    // every thread; one that was running meets the scenario as the other keys make it.
+    let t = toggle("scope-any-key");
+    for keys in ["count=1", "percent=100", "after_calls=1", "after_ms=0", "devices=0", "functions=@alloc,@launch"] {
+        let line = format!("1 48 scope=process {keys}");
+        t.write(&line);
+        t.age();
+        let mut fresh = t.probe(&[]);
+        assert_eq!(fresh.calls(&["set 0", "malloc", "malloc", "launch"]), [0, 0, 0, 0], "{line}");
+        let th = fresh.thread("malloc");
+        assert_eq!(fresh.thread_returned(th), 0, "{line}");
+        drop(fresh);
+        let mut p = running(&t, &line, &[]);
+        let codes = p.calls(&["malloc", "malloc"]);
+        let want = if keys == "after_calls=1" { [0, 214] } else { [214, if keys == "count=1" { 0 } else { 214 }] };
+        assert_eq!(codes, want, "{line}");
+    }
+}
