@@ -330,17 +330,18 @@ fn surface_and_scope_are_overridden_by_the_environment_the_file_and_the_helper()
     // surface=immediate for 31: the launch itself fails.
     let immediate: [(&str, &[(&str, &str)]); 2] =
         [("1 31", &[("CUDA_FAULT_SURFACE", "immediate")]), ("1 31 surface=immediate", &[])];
+    // (XID 31's scope is the process: these processes are running when the line is written.)
     for (line, extra) in immediate {
-        t.write(line);
-        let mut p = t.probe(extra);
+        let mut p = running(&t, line, extra);
         assert_eq!(p.calls(&TORCH), [700, 700, 700, 700, 700], "{line} {extra:?}");
     }
+    let mut p = running(&t, "0", &[]);
     t.helper(&["enable", "--xid", "31", "--surface", "immediate"]);
     assert_eq!(std::fs::read_to_string(&t.file).unwrap(), "1 31 surface=immediate\n");
-    let mut p = t.probe(&[]);
     assert_eq!(p.calls(&TORCH), [700, 700, 700, 700, 700]);
     drop(p);
-    // surface=async for 79: device counts answer, the launch succeeds, the sync fails.
+    // surface=async for 79 (device scope): device counts answer, the launch succeeds, the sync
+    // fails.
     t.helper(&["enable", "--xid", "79", "--surface", "async"]);
     let mut p = t.probe(&[]);
     assert_eq!(p.line("count"), "count 0 2");
