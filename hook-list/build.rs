@@ -21,7 +21,7 @@ use api::Api;
 struct Line {
     api: Api,
     name: String,
-    flags: u16,
+    flags: flags::Flags,
 }
 
 fn main() {
@@ -65,11 +65,12 @@ fn parse(text: &str) -> Result<Vec<Line>, String> {
         if lines.iter().any(|l| l.name == name) {
             return Err(at(format!("'{name}' is listed twice")));
         }
-        let mut bits = 0u16;
+        let mut bits: flags::Flags = 0;
         if cols[2] != "-" {
             for word in cols[2].split(',') {
                 bits |= flag_bits(word).ok_or_else(|| {
-                    at(format!("unknown flag '{word}' (count, sync, launch, memcpy, alloc, lasterror, peekerror, exempt, dev=0..5)"))
+                    let words: Vec<&str> = flags::WORDS.iter().map(|(w, _)| *w).collect();
+                    at(format!("unknown flag '{word}' ({}, dev=0..5)", words.join(", ")))
                 })?;
             }
         }
@@ -78,9 +79,9 @@ fn parse(text: &str) -> Result<Vec<Line>, String> {
     Ok(lines)
 }
 
-fn flag_bits(word: &str) -> Option<u16> {
+fn flag_bits(word: &str) -> Option<flags::Flags> {
     if let Some(n) = word.strip_prefix("dev=") {
-        let n: u16 = n.parse().ok().filter(|&n| n <= flags::MAX_DEV_ARG)?;
+        let n: u32 = n.parse().ok().filter(|&n| n <= flags::MAX_DEV_ARG)?;
         return Some(flags::dev_arg(n));
     }
     flags::WORDS.iter().find(|(w, _)| *w == word).map(|&(_, bit)| bit)
@@ -93,7 +94,7 @@ fn base(name: &str) -> &str {
 fn generate(lines: &[Line]) -> String {
     // Flags by (api, base name): the union over the listed versions, which must agree on the
     // device argument.
-    let mut functions: BTreeMap<(Api, &str), u16> = BTreeMap::new();
+    let mut functions: BTreeMap<(Api, &str), flags::Flags> = BTreeMap::new();
     for l in lines {
         let merged = functions.entry((l.api, base(&l.name))).or_default();
         let (a, b) = (flags::device_arg(*merged), flags::device_arg(l.flags));

@@ -56,8 +56,20 @@ fn xids_rs(rows: &[xid_table::Xid<'_>]) -> String {
         writeln!(
             s,
             "    XidRow {{ xid: {}, description: {:?}, runtime: ErrorCode {{ name: {:?}, code: {} }}, \
-             driver: ErrorCode {{ name: {:?}, code: {} }}, nvml: {nvml} }},",
-            r.xid, r.description, r.runtime.name, r.runtime.code, r.driver.name, r.driver.code
+             driver: ErrorCode {{ name: {:?}, code: {} }}, nvml: {nvml}, asynchronous: {}, process_scope: {}, \
+             lost: {}, ecc: Ecc {{ uncorrected: {}, pending: {}, failure: {} }} }},",
+            r.xid,
+            r.description,
+            r.runtime.name,
+            r.runtime.code,
+            r.driver.name,
+            r.driver.code,
+            r.surface == xid_table::Surface::Async,
+            r.scope == xid_table::Scope::Process,
+            r.lost,
+            r.ecc.uncorrected,
+            r.ecc.pending,
+            r.ecc.failure,
         )
         .unwrap();
     }

@@ -59,13 +59,16 @@ fn main() {
             println!("cargo:rerun-if-changed={}", purelib.display());
         }
     }
-    for (dir, name, link) in [
-        (&rt12, "real_rt12", RealLink::Shared("libcudart.so.12")),
-        (&rt12, "real_rt12_static", RealLink::Static),
-        (&rt13, "real_rt13", RealLink::Shared("libcudart.so.13")),
+    for (dir, name, link, source) in [
+        (&rt12, "real_rt12", RealLink::Shared("libcudart.so.12"), RealSource::Probe),
+        (&rt12, "real_rt12_static", RealLink::Static, RealSource::Probe),
+        (&rt13, "real_rt13", RealLink::Shared("libcudart.so.13"), RealSource::Probe),
+        (&rt12, "call_probe_rt12", RealLink::Shared("libcudart.so.12"), RealSource::Calls),
+        (&rt12, "call_probe_rt12_static", RealLink::Static, RealSource::Calls),
+        (&rt13, "call_probe_rt13", RealLink::Shared("libcudart.so.13"), RealSource::Calls),
     ] {
         match dir {
-            Some(dir) => b.real_runtime_program(name, dir, link),
+            Some(dir) => b.real_runtime_program(name, dir, link, source),
             // No stale binary from an earlier build may stand in for a missing runtime.
             None => b.remove_program(name),
         }
@@ -97,6 +100,14 @@ struct Builder {
 enum RealLink {
     Shared(&'static str),
     Static,
+}
+
+/// What a program on NVIDIA's runtime runs.
+enum RealSource {
+    /// real_rt.c: three calls at start-up.
+    Probe,
+    /// call_probe.c: the calls a test asks for (declared by fake_cudart.h, the same ABI).
+    Calls,
 }
 
 impl Builder {
@@ -237,6 +248,7 @@ impl Builder {
         self.program("fork_storm", &[s("fork_storm.c"), o("-lcudart")]);
         self.program("lockstep_probe", &[s("lockstep_probe.c"), o("-lcudart")]);
         self.program("draw_probe", &[s("draw_probe.c"), o("-lcudart")]);
+        self.program("call_probe", &[s("call_probe.c"), o("-lcudart"), o("-lcuda")]);
     }
 
     /// A program linked against musl (an Alpine-style tool in a CUDA container), when musl-gcc
@@ -261,15 +273,23 @@ impl Builder {
     /// A program on NVIDIA's runtime. Its rpath lists the wheel's lib/ FIRST (so the shared
     /// libcudart.so.N is the real one, not the fake libcudart.so.12 next to the fake driver) and
     /// the fake lib/ second (so the runtime's dlopen("libcuda.so.1") finds the fake driver).
-    fn real_runtime_program(&self, name: &str, dir: &Path, link: RealLink) {
+    fn real_runtime_program(&self, name: &str, dir: &Path, link: RealLink, source: RealSource) {
         let include = dir.join("include");
         let real_lib = dir.join("lib");
         let mut args = Vec::new();
-        if include.join("crt/host_defines.h").exists() {
-            args.push("-DREAL_CUDA_HEADERS".to_string());
-            args.push(format!("-I{}", include.display()));
+        match source {
+            RealSource::Probe => {
+                if include.join("crt/host_defines.h").exists() {
+                    args.push("-DREAL_CUDA_HEADERS".to_string());
+                    args.push(format!("-I{}", include.display()));
+                }
+                args.push(self.src("real_rt.c"));
+            }
+            RealSource::Calls => {
+                args.push("-DREAL_RUNTIME".to_string());
+                args.push(self.src("call_probe.c"));
+            }
         }
-        args.push(self.src("real_rt.c"));
         match link {
             RealLink::Shared(soname) => {
                 args.push(format!("-L{}", real_lib.display()));

@@ -43,17 +43,24 @@ use crate::toggle::Line;
 
 const ABOUT: &str = "Switches the cuda-fault shim on and off through its toggle file, locally or on a node";
 
-const LONG_ABOUT: &str = "\
+/// The long help, with the keys as the toggle grammar has them.
+fn long_about() -> String {
+    let keys: Vec<&str> = crate::toggle::Key::ALL.iter().map(|k| k.name()).collect();
+    format!(
+        "\
 Switches the cuda-fault shim on and off through its toggle file, locally or on a node.
 
 The toggle file holds one line: `<state> [<xid>] [key=value ...]`, e.g. `1`, `1 48`, `0`,
 `1 79 devices=1 after_ms=5000`. State 1 = faults on, 0 = off; the XID overrides the pod's
-CUDA_XID_TYPE. Keys: devices, after_calls, after_ms, mode, sticky, percent, count, functions,
-seed. A missing file means the shim's environment decides; a malformed one counts as off.
-Writes are atomic (temporary file, fsync, rename) and never replace anything but a regular file.";
+CUDA_XID_TYPE. Keys: {}. A missing file means the shim's environment decides; a malformed one
+counts as off. Every write is a new fault for the shim, even with the same line.
+Writes are atomic (temporary file, fsync, rename) and never replace anything but a regular file.",
+        keys.join(", ")
+    )
+}
 
 #[derive(Debug, Parser)]
-#[command(name = "cuda-fault", version, about = ABOUT, long_about = LONG_ABOUT, after_help = exit::TABLE)]
+#[command(name = "cuda-fault", version, about = ABOUT, long_about = long_about(), after_help = exit::TABLE)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

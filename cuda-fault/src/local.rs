@@ -54,6 +54,10 @@ pub struct Status {
     pub after_ms: Option<u64>,
     pub mode: Option<&'static str>,
     pub sticky: Option<bool>,
+    /// "immediate" or "async"; null: the XID's.
+    pub surface: Option<&'static str>,
+    /// "process" or "device"; null: the XID's.
+    pub scope: Option<&'static str>,
     /// The canonical text, e.g. "0.1".
     pub percent: Option<String>,
     pub count: Option<u64>,
@@ -105,6 +109,8 @@ pub fn status(path: &Path) -> Result<Status, Failure> {
                     after_ms: keys.after_ms,
                     mode: keys.mode.map(|m| m.word()),
                     sticky: keys.sticky,
+                    surface: keys.surface.map(|x| x.word()),
+                    scope: keys.scope.map(|x| x.word()),
                     percent: keys.percent.map(|p| p.to_string()),
                     count: keys.count,
                     functions: keys.functions.map(|f| list(f.to_string())),
@@ -166,6 +172,8 @@ pub fn status_text(s: &Status) -> String {
         out.push_str(&format!("seed:        {}\n", show(s.seed.map(|n| n.to_string()))));
         out.push_str(&format!("mode:        {}\n", show(s.mode.map(str::to_string))));
         out.push_str(&format!("sticky:      {}\n", show(s.sticky.map(|b| if b { "yes" } else { "no" }.to_string()))));
+        out.push_str(&format!("surface:     {}\n", show(s.surface.map(str::to_string))));
+        out.push_str(&format!("scope:       {}\n", show(s.scope.map(str::to_string))));
     }
     out.push_str(&format!("raw:         {:?}\n", s.raw.as_deref().unwrap_or("")));
     out.push_str(&format!("effect:      {}\n", s.effect));
@@ -187,6 +195,11 @@ struct XidJson {
     driver: CodeJson,
     nvml: Option<CodeJson>,
     sticky: bool,
+    surface: &'static str,
+    scope: &'static str,
+    lost: bool,
+    /// What NVML's ECC queries report: "uncorrected", "pending", "failure".
+    ecc: Vec<&'static str>,
     inferred: bool,
     evidence: &'static str,
     /// What the driver logs after `NVRM: Xid (PCI:…): N, pid=…, name=…, ` (the kernel-log XID).
@@ -207,6 +220,14 @@ pub fn xids_json() -> String {
             driver: CodeJson { name: r.driver.name, code: r.driver.code },
             nvml: r.nvml.map(|e| CodeJson { name: e.name, code: e.code }),
             sticky: r.sticky,
+            surface: r.surface.word(),
+            scope: r.scope.word(),
+            lost: r.lost,
+            ecc: xid_table::Ecc::WORDS
+                .into_iter()
+                .zip([r.ecc.uncorrected, r.ecc.pending, r.ecc.failure])
+                .filter_map(|(w, on)| on.then_some(w))
+                .collect(),
             inferred: r.inferred(),
             evidence: r.evidence,
             kmsg: r.kmsg,
@@ -219,8 +240,9 @@ pub fn xids_json() -> String {
 
 /// `xids` as an aligned text table.
 pub fn xids_text() -> String {
-    let header = ["XID", "NAME", "RUNTIME ERROR", "DRIVER ERROR", "NVML ERROR", "STICKY", "DESCRIPTION"];
-    let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
+    let header =
+        ["XID", "NAME", "RUNTIME ERROR", "DRIVER ERROR", "NVML ERROR", "STICKY", "SURFACE", "SCOPE", "DESCRIPTION"];
+    let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
     for r in xid_table::table() {
         let mark = if r.xid == xid_table::DEFAULT_XID { "*" } else { "" };
         rows.push([
@@ -230,10 +252,12 @@ pub fn xids_text() -> String {
             r.driver.to_string(),
             r.nvml.map_or_else(|| "-".to_string(), |e| e.to_string()),
             if r.sticky { "yes" } else { "no" }.to_string(),
+            r.surface.word().to_string(),
+            r.scope.word().to_string(),
             r.description.to_string(),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 9];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());

@@ -3,7 +3,9 @@
 //! grammar renders, and reads files back with the same parser, so `status` says what the shim
 //! will do. What the helper adds is the XID table: `enable` only writes XIDs the table has.
 
-pub use toggle_grammar::{Devices, Error, Functions, Key, Keys, Line, Mode, Percent, Scenario, MAX_LEN, READ_LEN};
+pub use toggle_grammar::{
+    Devices, Error, Functions, Key, Keys, Line, Mode, Percent, Scenario, Scope, Surface, MAX_LEN, READ_LEN,
+};
 
 /// The default toggle path, inside pods (the node's `/var/lib/cuda-fault-test`, mounted).
 pub const DEFAULT_FILE: &str = crate::layout::TOGGLE_FILE;

@@ -240,7 +240,8 @@ fn status_text_and_json() {
     assert_eq!(
         absent,
         json!({"file": file, "present": false, "state": "absent", "xid": null, "devices": null,
-               "after_calls": null, "after_ms": null, "mode": null, "sticky": null, "percent": null,
+               "after_calls": null, "after_ms": null, "mode": null, "sticky": null, "surface": null, "scope": null,
+               "percent": null,
                "count": null, "functions": null, "seed": null, "raw": null,
                "error": null, "effect": "absent: env decides"})
     );
@@ -249,7 +250,7 @@ fn status_text_and_json() {
     let out = cf().args(["status", "--json", "--file", p(&f)]).assert().success().get_output().stdout.clone();
     let text = String::from_utf8(out).unwrap();
     // Stable key order; keys the file does not set are null (the pod's variables decide them).
-    assert!(text.starts_with(r#"{"file":"#) && text.contains(r#""present":true,"state":"on","xid":48,"devices":null,"after_calls":null,"after_ms":null,"mode":null,"sticky":null,"percent":null,"count":null,"functions":null,"seed":null,"raw":"1 48\n","error":null,"effect":"#), "{text}");
+    assert!(text.starts_with(r#"{"file":"#) && text.contains(r#""present":true,"state":"on","xid":48,"devices":null,"after_calls":null,"after_ms":null,"mode":null,"sticky":null,"surface":null,"scope":null,"percent":null,"count":null,"functions":null,"seed":null,"raw":"1 48\n","error":null,"effect":"#), "{text}");
     cf().args(["status", "--file", p(&f)])
         .assert()
         .success()
@@ -260,7 +261,7 @@ fn status_text_and_json() {
     fs::write(
         &f,
         "1 79 devices=0,GPU-12345678-AAAA-2222-3333-444455556666 after_calls=3 after_ms=5000 mode=hang sticky=true \
-         percent=0.50 count=2 functions=cudaMalloc,@sync seed=11\n",
+         percent=0.50 count=2 functions=cudaMalloc,@sync seed=11 scope=process surface=async\n",
     )
     .unwrap();
     let v: Value = serde_json::from_slice(
@@ -276,6 +277,7 @@ fn status_text_and_json() {
     assert_eq!(v["after_ms"], 5000);
     assert_eq!(v["mode"], "hang");
     assert_eq!(v["sticky"], true);
+    assert_eq!((v["surface"].as_str(), v["scope"].as_str()), (Some("async"), Some("process")));
     cf().args(["status", "--file", p(&f)])
         .assert()
         .success()
@@ -285,7 +287,9 @@ fn status_text_and_json() {
         .stdout(predicate::str::contains("after_calls: 3\n"))
         .stdout(predicate::str::contains("after_ms:    5000\n"))
         .stdout(predicate::str::contains("mode:        hang\n"))
-        .stdout(predicate::str::contains("sticky:      yes\n"));
+        .stdout(predicate::str::contains("sticky:      yes\n"))
+        .stdout(predicate::str::contains("surface:     async\n"))
+        .stdout(predicate::str::contains("scope:       process\n"));
 
     fs::write(&f, "0\n").unwrap();
     let v: Value = serde_json::from_slice(
@@ -625,6 +629,9 @@ fn xids_text_and_json_come_from_the_table() {
             .unwrap_or_else(|| panic!("XID {} missing", row.xid));
         assert!(line.contains(row.mnemonic) && line.contains(row.runtime.name) && line.contains(row.driver.name));
         assert!(line.contains(row.description));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == row.surface.word()).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(words[at + 1], row.scope.word(), "{line}");
     }
     assert_eq!(text.lines().count(), table.len() + 2, "header + rows + footnote");
     let v: Value =
@@ -639,6 +646,12 @@ fn xids_text_and_json_come_from_the_table() {
         assert_eq!(j["nvml"], r.nvml.map_or(Value::Null, |e| json!({"name": e.name, "code": e.code})));
         assert_eq!(j["sticky"], r.sticky);
         assert_eq!((&j["kmsg"], &j["kmsg_evidence"]), (&json!(r.kmsg), &json!(r.kmsg_evidence)));
+        assert_eq!((j["surface"].as_str(), j["scope"].as_str()), (Some(r.surface.word()), Some(r.scope.word())));
+        assert_eq!(j["lost"], r.lost);
+        assert_eq!(
+            j["ecc"].as_array().unwrap().len(),
+            [r.ecc.uncorrected, r.ecc.pending, r.ecc.failure].iter().filter(|b| **b).count()
+        );
         assert_eq!(j["default"], r.xid == xid_table::DEFAULT_XID);
     }
 }

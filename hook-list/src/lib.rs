@@ -26,7 +26,7 @@ pub struct Hook {
     pub name: &'static str,
     pub api: Api,
     /// This line's own flags.
-    pub flags: u16,
+    pub flags: flags::Flags,
     /// The function (base name) it belongs to.
     pub function: FunctionId,
 }
@@ -37,7 +37,7 @@ pub struct Function {
     /// The base name (`cuMemAlloc`).
     pub name: &'static str,
     pub api: Api,
-    pub flags: u16,
+    pub flags: flags::Flags,
 }
 
 /// A family of functions that `functions=` names as `@name`: every function with `flag`.
@@ -45,7 +45,7 @@ pub struct Function {
 pub struct Family {
     /// Without the `@`.
     pub name: &'static str,
-    pub flag: u16,
+    pub flag: flags::Flags,
 }
 
 /// The families, in the order they are written back.
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn device_arguments_round_trip() {
         for n in 0..=flags::MAX_DEV_ARG {
-            assert_eq!(flags::device_arg(flags::dev_arg(n) | flags::SYNC), Some(n as usize));
+            assert_eq!(flags::device_arg(flags::dev_arg(n) | flags::SYNC | flags::INIT), Some(n as usize));
         }
         assert_eq!(flags::device_arg(flags::SYNC | flags::LAUNCH), None);
     }

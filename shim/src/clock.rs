@@ -12,15 +12,19 @@ pub fn monotonic_ns() -> u64 {
     now(libc::CLOCK_MONOTONIC)
 }
 
-/// CLOCK_MONOTONIC in milliseconds.
-pub fn monotonic_ms() -> u64 {
-    monotonic_ns() / 1_000_000
-}
-
 /// CLOCK_REALTIME in nanoseconds (file timestamps are on this clock).
 pub fn realtime_ns() -> i128 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: t is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut t) };
+    i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+}
+
+/// CLOCK_REALTIME_COARSE in nanoseconds: the clock the kernel stamps files with (one tick behind
+/// CLOCK_REALTIME at most).
+pub fn realtime_coarse_ns() -> i128 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: t is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut t) };
     i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
 }

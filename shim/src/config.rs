@@ -76,6 +76,8 @@ impl Config {
                 after_ms: 0,
                 mode: toggle_grammar::Mode::Error,
                 sticky: false,
+                surface: None,
+                scope: None,
                 percent: None,
                 count: None,
                 functions: None,

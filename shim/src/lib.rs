@@ -33,6 +33,7 @@ mod arch;
 
 #[macro_use]
 mod log;
+mod birth;
 mod clock;
 mod config;
 mod decision;
@@ -40,9 +41,14 @@ mod device;
 mod dispatch;
 mod dlsym;
 mod draw;
+mod ecc;
 mod envp;
 mod gate;
 mod gpa;
+mod hang;
+mod judge;
+mod last_error;
+mod latch;
 mod libc_extra;
 mod lifecycle;
 mod lock;
@@ -67,7 +73,7 @@ pub struct Export {
     pub name: &'static str,
     pub cname: &'static core::ffi::CStr,
     pub api: Api,
-    pub flags: u16,
+    pub flags: hook_list::flags::Flags,
     pub function: hook_list::FunctionId,
 }
 
@@ -76,8 +82,9 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/hooks.rs"));
 }
 
-/// The process-wide constructor, before `main`: remembers which file stderr is, reads the
-/// environment and registers the fork handler. Hooks that run earlier (another library's
+/// The process-wide constructor, before `main`: notes when the process started (for
+/// `scope=process`), remembers which file stderr is, reads the environment and registers the
+/// fork handler. Hooks that run earlier (another library's
 /// constructor) read the configuration themselves.
 #[cfg(not(test))]
 #[used]
@@ -85,6 +92,7 @@ mod generated {
 static CONSTRUCTOR: extern "C" fn() = {
     extern "C" fn construct() {
         let _ = std::panic::catch_unwind(|| {
+            birth::note();
             log::remember_stderr();
             config::get();
             lifecycle::register_fork_handler();

@@ -64,6 +64,7 @@ pub fn register_fork_handler() {
         config::after_fork();
         toggle::after_fork();
         plan::after_fork();
+        state::after_fork();
         FIRST.reset();
         gate().fetch_or(gate::START, Ordering::AcqRel);
     }

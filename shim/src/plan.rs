@@ -7,9 +7,9 @@
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hook_list::{FunctionId, FUNCTION_WORDS};
-use toggle_grammar::{Devices, Mode, Percent, Scenario, Uuid, MAX_UUIDS};
+use toggle_grammar::{Devices, Mode, Percent, Scenario, Surface, Uuid, MAX_UUIDS};
 
-/// A scenario with its seed resolved and its function set expanded to a bit set.
+/// A scenario with its seed and surface resolved and its function set expanded to a bit set.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Plan {
     pub devices: Option<Devices>,
@@ -18,14 +18,17 @@ pub struct Plan {
     pub after_ms: u64,
     pub hang: bool,
     pub sticky: bool,
+    /// The fault surfaces late (`surface=async`, or the XID's default).
+    pub asynchronous: bool,
     pub percent: Option<Percent>,
     pub count: Option<u64>,
     pub seed: u64,
 }
 
 impl Plan {
-    /// `seed` is used when the scenario names none.
-    pub fn of(s: &Scenario, seed: u64) -> Plan {
+    /// `seed` is used when the scenario names none; `asynchronous` is the XID's surface, used
+    /// when the scenario names none.
+    pub fn of(s: &Scenario, seed: u64, asynchronous: bool) -> Plan {
         Plan {
             devices: s.devices,
             functions: s.functions.map(|f| f.members()),
@@ -33,6 +36,7 @@ impl Plan {
             after_ms: s.after_ms,
             hang: s.mode == Mode::Hang,
             sticky: s.sticky,
+            asynchronous: s.surface.map_or(asynchronous, |x| x == Surface::Async),
             percent: s.percent,
             count: s.count,
             seed: s.seed.unwrap_or(seed),
@@ -57,6 +61,7 @@ const HAS_FUNCTIONS: u64 = 1 << 1;
 const HANG: u64 = 1 << 2;
 const STICKY: u64 = 1 << 3;
 const HAS_COUNT: u64 = 1 << 4;
+const ASYNCHRONOUS: u64 = 1 << 5;
 
 fn encode(p: &Plan) -> [u64; WORDS] {
     let mut w = [0u64; WORDS];
@@ -66,7 +71,8 @@ fn encode(p: &Plan) -> [u64; WORDS] {
         | bit(p.functions.is_some(), HAS_FUNCTIONS)
         | bit(p.hang, HANG)
         | bit(p.sticky, STICKY)
-        | bit(p.count.is_some(), HAS_COUNT);
+        | bit(p.count.is_some(), HAS_COUNT)
+        | bit(p.asynchronous, ASYNCHRONOUS);
     w[1] = p.after_calls;
     w[2] = p.after_ms;
     w[3] = p.percent.map_or(0, |x| u64::from(x.micros()));
@@ -101,6 +107,7 @@ fn decode(w: &[u64; WORDS]) -> Plan {
         after_ms: w[2],
         hang: w[0] & HANG != 0,
         sticky: w[0] & STICKY != 0,
+        asynchronous: w[0] & ASYNCHRONOUS != 0,
         percent: Percent::from_micros(w[3] as u32),
         count: (w[0] & HAS_COUNT != 0).then_some(w[4]),
         seed: w[5],
@@ -171,11 +178,13 @@ mod tests {
             b"1 devices=1,MIG-fa4ec0da-0000-4000-8000-000000000001,GPU-fa4ec0da-0000-4000-8000-000000000002 \
               after_calls=3 after_ms=5000 mode=hang sticky=1 percent=0.25 count=9 functions=@launch,cudaMalloc",
         );
-        let p = Plan::of(&k.over(&Scenario::default()), 42);
+        let p = Plan::of(&k.over(&Scenario::default()), 42, true);
         assert_eq!(p.seed, 42);
+        assert!(p.asynchronous, "the XID's surface when the scenario names none");
         publish(&p);
         assert!(current() == p);
-        let q = Plan::of(&Scenario::default(), 7);
+        let q = Plan::of(&Scenario { surface: Some(Surface::Immediate), ..Scenario::default() }, 7, true);
+        assert!(!q.asynchronous, "surface= overrides the XID's");
         publish(&q);
         assert!(current() == q);
         assert!(q.selects(None) && !p.selects(None));

@@ -30,7 +30,7 @@ fn real_cell(slot: usize) -> &'static AtomicUsize {
 pub struct Meta {
     pub name: &'static str,
     pub api: Api,
-    pub flags: u16,
+    pub flags: hook_list::flags::Flags,
     /// The hooks.list function it is (None: a driver or NVML entry point the list does not name).
     pub function: Option<FunctionId>,
 }
@@ -44,7 +44,7 @@ struct PoolData {
     name: [u8; NAME_MAX],
     len: usize,
     api: Api,
-    flags: u16,
+    flags: hook_list::flags::Flags,
     function: Option<FunctionId>,
     version: i32,
     cu_flags: u64,

@@ -6,13 +6,16 @@
 //! trust: a second write within one timestamp tick leaves mtime and size unchanged. Whatever sits
 //! at the path (FIFO, directory, device, binary junk, a symlink loop, a file replaced mid-read)
 //! yields a decision and at most one warning per change.
+//!
+//! Each write is a decision of its own: an "on" file carries its identity (inode, size, mtime),
+//! so writing the same words again (a new inode or mtime) starts a new on-period.
 
 use core::cell::UnsafeCell;
 
 use toggle_grammar::{Line, READ_LEN};
 
 use crate::config::Config;
-use crate::decision::{Decision, Source};
+use crate::decision::{Decision, Source, Written};
 use crate::envp::errno;
 use crate::lock::Lock;
 use crate::{clock, xids};
@@ -39,6 +42,15 @@ impl Meta {
             size: st.st_size as i64,
             mtime_s: st.st_mtime as i64,
             mtime_ns: st.st_mtime_nsec as i64,
+        }
+    }
+
+    fn written(&self) -> Written {
+        Written {
+            dev: self.dev,
+            ino: self.ino,
+            size: self.size,
+            mtime_ns: i128::from(self.mtime_s) * 1_000_000_000 + i128::from(self.mtime_ns),
         }
     }
 
@@ -90,13 +102,18 @@ pub fn check(c: &Config, wait: bool, apply: impl FnOnce(Decision, Source)) -> bo
     true
 }
 
-/// In a forked child: the lock's holder, if any, is not there.
+/// In a forked child: the lock's holder, if any, is not there; and the child is a new process,
+/// so its first check hands on what the file says anew (its own on-period).
 pub fn after_fork() {
     LOCK.reset();
+    // SAFETY: the child has one thread, and no check runs in it yet.
+    let cache = unsafe { &mut *CACHE.0.get() };
+    cache.known = false;
+    cache.applied = None;
 }
 
 fn env_decision(c: &Config) -> Decision {
-    Decision { on: c.env_enabled, xid: c.env_xid, scenario: c.scenario }
+    Decision { on: c.env_enabled, xid: c.env_xid, scenario: c.scenario, written: None }
 }
 
 /// What the file says now, or None when it has not changed since the last look.
@@ -158,7 +175,7 @@ fn examine(c: &Config, cache: &mut Cache) -> Option<(Decision, Source)> {
                     c.env_xid
                 }),
             };
-            Decision { on: true, xid: index, scenario: keys.over(&c.scenario) }
+            Decision { on: true, xid: index, scenario: keys.over(&c.scenario), written: Some(meta.written()) }
         }
         Ok(Line::Off) => Decision { on: false, ..env_decision(c) },
         Err(e) => {

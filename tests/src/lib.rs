@@ -6,6 +6,7 @@
 //! The fake stack and every program are documented at the top of their C file, including the
 //! exact lines they print.
 
+pub mod calls;
 pub mod containers;
 pub mod fake_api;
 pub mod monitor;
@@ -49,7 +50,7 @@ pub fn fixture(name: &str) -> PathBuf {
             return path;
         }
     }
-    if name.starts_with("real_rt") {
+    if name.starts_with("real_rt") || name.starts_with("call_probe_rt") {
         panic!(
             "fixture {name} was not built because NVIDIA's CUDA runtime wheels were not found \
              when the tests were built: {REAL_CUDART_HINT}, then rebuild"
@@ -251,6 +252,12 @@ fn exit_code(status: ExitStatus) -> i32 {
 /// Runs `fixtures/pynvml_probe.py` (nvidia-ml-py against the fake libnvidia-ml.so.1) with
 /// LD_LIBRARY_PATH set to [`fake_lib_dir`] (ahead of any LD_LIBRARY_PATH given in `env`).
 pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
+    run_python_fixture("pynvml_probe.py", env, preload, timeout)
+}
+
+/// Runs a Python fixture of `tests/fixtures/` (pynvml against the fake libnvidia-ml.so.1), as
+/// [`run_pynvml_probe`] does.
+pub fn run_python_fixture(name: &str, env: &[(&str, &str)], preload: bool, timeout: Duration) -> Run {
     let lib = fake_lib_dir().display().to_string();
     let mut library_path = lib;
     let mut all: Vec<(&str, &str)> = Vec::new();
@@ -263,7 +270,7 @@ pub fn run_pynvml_probe(env: &[(&str, &str)], preload: bool, timeout: Duration) 
     }
     all.push(("LD_LIBRARY_PATH", &library_path));
     all.push(("PYTHONDONTWRITEBYTECODE", "1"));
-    let script = fixture_source("pynvml_probe.py").display().to_string();
+    let script = fixture_source(name).display().to_string();
     run(&python3(), &[&script], &all, preload, timeout)
 }
 
@@ -302,17 +309,74 @@ pub fn write_atomic(path: &Path, content: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename toggle into place");
 }
 
-/// What `triton_like` (tests/fixtures/triton_like.c) prints when every driver call fails with
-/// `code`: the same on x86_64 and on aarch64.
-pub fn triton_like_faulted(code: u32) -> Vec<String> {
-    let c = code;
-    vec![
-        format!("cuInit {c}"),
-        format!("count error {c}"),
-        format!("ctx {c}"),
-        format!("launch {c}"),
-        "kernel not-run".into(),
-    ]
+/// What `triton_like` (tests/fixtures/triton_like.c) prints while XID `row` is on from the start,
+/// as its row says it behaves: the same on x86_64 and on aarch64.
+///
+/// - immediate, GPU lost: every call fails;
+/// - immediate, GPU kept: enumeration works, the context and the launch fail;
+/// - async: every call succeeds, but the launch was only accepted: the kernel never ran.
+pub fn triton_like_under(row: &xid_table::Xid<'_>) -> Vec<String> {
+    let c = row.driver.code;
+    let lines: [String; 5] = match (row.surface, row.lost) {
+        (xid_table::Surface::Immediate, true) => [
+            format!("cuInit {c}"),
+            format!("count error {c}"),
+            format!("ctx {c}"),
+            format!("launch {c}"),
+            "kernel not-run".into(),
+        ],
+        (xid_table::Surface::Immediate, false) => {
+            ["cuInit 0".into(), "count 2".into(), format!("ctx {c}"), format!("launch {c}"), "kernel not-run".into()]
+        }
+        (xid_table::Surface::Async, _) => {
+            ["cuInit 0".into(), "count 2".into(), "ctx 0".into(), "launch 0".into(), "kernel not-run".into()]
+        }
+    };
+    lines.to_vec()
+}
+
+/// The line the shim prints for `triton_like`'s launch under XID `row` (see [`triton_like_under`]).
+pub fn triton_like_launch_line(row: &xid_table::Xid<'_>) -> String {
+    match row.surface {
+        xid_table::Surface::Immediate => {
+            format!("[XID {} SIM] cuLaunchKernel -> {} ({})", row.xid, row.driver.name, row.driver.code)
+        }
+        xid_table::Surface::Async => {
+            format!(
+                "[XID {} SIM] cuLaunchKernel -> accepted; the fault surfaces at the next synchronizing call",
+                row.xid
+            )
+        }
+    }
+}
+
+/// Where `workload` (tests/fixtures/workload.c) stops while XID `row` is on from the start, as its
+/// row says it behaves: its stdout lines and the function that failed (the shim prints
+/// `[XID n SIM] <function> -> <error> (<code>)` for it).
+///
+/// - immediate, GPU lost: at the device count;
+/// - immediate, GPU kept: the device count answers, cudaSetDevice fails;
+/// - async: its first asynchronous work is accepted and the synchronize after it fails.
+pub fn workload_under(row: &xid_table::Xid<'_>) -> (Vec<String>, &'static str) {
+    let function = match (row.surface, row.lost) {
+        (xid_table::Surface::Async, _) => "cudaStreamSynchronize",
+        (xid_table::Surface::Immediate, true) => "cudaGetDeviceCount",
+        (xid_table::Surface::Immediate, false) => "cudaSetDevice",
+    };
+    let fail = format!("FAIL {function} {} {}", row.runtime.name, row.runtime.code);
+    let lines = if function == "cudaGetDeviceCount" { vec![fail] } else { vec!["devices 2".to_string(), fail] };
+    (lines, function)
+}
+
+/// What a driver function returns while XID `row` fails every call at once (`surface=immediate`):
+/// pure lookups never fail, and device enumeration (cuInit, the device count) fails only when the
+/// GPU is lost.
+pub fn immediate_driver_code(row: &xid_table::Xid<'_>, function: &str) -> u32 {
+    match function {
+        "cuDriverGetVersion" | "cuGetProcAddress_v2" => 0,
+        "cuInit" | "cuDeviceGetCount" if !row.lost => 0,
+        _ => row.driver.code,
+    }
 }
 
 /// The stderr lines the shim printed.

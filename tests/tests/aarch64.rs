@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use cuda_fault_tests::{
-    finish, fixture_source, require_tool, scratch_dir, shipped, triton_like_faulted, write_atomic, Run,
+    finish, fixture_source, immediate_driver_code, require_tool, scratch_dir, shipped, triton_like_launch_line,
+    triton_like_under, workload_under, write_atomic, Run,
 };
 
 /// qemu-user is slow, and the machine is shared.
@@ -144,10 +145,10 @@ fn assert_passthrough(program: &str, args: &[&str], toggle: &str) -> Run {
 
 fn assert_runtime_fault(r: &Run, xid: u32) {
     let row = xid_table::find(xid).unwrap();
-    let (name, code) = (row.runtime.name, row.runtime.code);
+    let (lines, function) = workload_under(&row);
     assert_eq!(r.status, 1, "{}", r.describe());
-    assert!(r.has_line(&format!("FAIL cudaGetDeviceCount {name} {code}")), "{}", r.describe());
-    let sim = format!("[XID {xid} SIM] cudaGetDeviceCount -> {name} ({code})");
+    assert_eq!(r.lines(), lines, "{}", r.describe());
+    let sim = format!("[XID {xid} SIM] {function} -> {} ({})", row.runtime.name, row.runtime.code);
     assert!(r.stderr.lines().any(|l| l == sim), "missing '{sim}':\n{}", r.describe());
 }
 
@@ -180,14 +181,15 @@ fn runtime_faults_from_env_and_toggle_file_on_aarch64() {
     let workload = cross().bin.join("workload");
     let r = qemu(&workload, &["3"], &env_on(&absent, "48"), true);
     assert_runtime_fault(&r, 48);
-    assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214"), "{}", r.describe());
+    assert!(r.has_line("FAIL cudaSetDevice cudaErrorECCUncorrectable 214"), "{}", r.describe());
 
     let file = dir.join("cuda_fault_enabled");
-    write_atomic(&file, b"1 31\n");
+    // XID 31 reaches only processes running when it was written, unless its scope is the device.
+    write_atomic(&file, b"1 31 scope=device\n");
     let f = file.display().to_string();
     let r = qemu(&workload, &["3"], &toggle_env(&f), true);
     assert_runtime_fault(&r, 31);
-    assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorIllegalAddress 700"), "{}", r.describe());
+    assert!(r.has_line("FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700"), "{}", r.describe());
 
     // The toggle's 0 beats the environment's 1.
     write_atomic(&file, b"0\n");
@@ -204,25 +206,23 @@ fn driver_calls_through_dlsym_and_cu_get_proc_address_fail_on_aarch64() {
     let bare = assert_passthrough("triton_like", &[], &absent);
     assert_eq!(bare.lines(), ["cuInit 0", "count 2", "ctx 0", "launch 0", "kernel ok"], "{}", bare.describe());
     for xid in [48u32, 79, 31] {
-        let c = xid_table::find(xid).unwrap().driver.code;
+        let row = xid_table::find(xid).unwrap();
         let r = qemu(&cross().bin.join("triton_like"), &[], &env_on(&absent, &xid.to_string()), true);
-        assert_eq!(r.lines(), triton_like_faulted(c), "XID {xid}:\n{}", r.describe());
-        let sim = format!("[XID {xid} SIM] cuLaunchKernel -> {} ({c})", xid_table::find(xid).unwrap().driver.name);
+        assert_eq!(r.lines(), triton_like_under(&row), "XID {xid}:\n{}", r.describe());
+        let sim = triton_like_launch_line(&row);
         assert!(r.stderr.lines().any(|l| l == sim), "{}", r.describe());
     }
 
     // -lcuda, with cuLaunchKernel also fetched through cuGetProcAddress_v2.
     let bare = assert_passthrough("driver_linked", &[], &absent);
     assert!(bare.has_line("data ok"), "{}", bare.describe());
-    let exempt = ["cuDriverGetVersion", "cuGetProcAddress_v2"];
     let row = xid_table::find(48).unwrap();
     let r = qemu(&cross().bin.join("driver_linked"), &[], &env_on(&absent, "48"), true);
     let calls: Vec<&str> = r.lines().into_iter().filter(|l| l.contains(' ') && !l.starts_with("data")).collect();
     assert_eq!(calls.len(), bare.lines().len() - 1, "{}", r.describe());
     for line in calls {
         let (name, code) = line.split_once(' ').unwrap();
-        let want = if exempt.contains(&name) { 0 } else { row.driver.code };
-        assert_eq!(code, want.to_string(), "{line}:\n{}", r.describe());
+        assert_eq!(code, immediate_driver_code(&row, name).to_string(), "{line}:\n{}", r.describe());
     }
     assert!(r.has_line("data bad"), "{}", r.describe());
     assert!(r.has_line("gpa_cuLaunchKernel 214"), "the cuGetProcAddress path:\n{}", r.describe());

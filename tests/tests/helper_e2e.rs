@@ -59,7 +59,7 @@ fn scenario_flags_written_by_the_helper_are_understood_by_the_shim() {
     assert!(r.success(), "{}", r.describe());
     assert_eq!(
         shim_lines(&r.stderr),
-        [format!("[cuda-fault] faults ON: simulating XID 79 (GPU fell off the bus) (devices 1; after 300 ms; sticky) [toggle file {f}]").as_str()]
+        [format!("[cuda-fault] faults ON: simulating XID 79 (GPU fell off the bus) (devices 1; after 300 ms; sticky; surface immediate; scope device) [toggle file {f}]").as_str()]
     );
     // Device 1 serves for 300 ms, then fails.
     let env = [("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("WORKLOAD_DEVICE", "1"), ("WORKLOAD_FOREVER", "1")];

@@ -160,7 +160,16 @@ fn shim_decision(toggle: &std::path::Path) -> ShimSaw {
         return ShimSaw::Off;
     };
     let (xid, rest) = on.split_once(' ').unwrap();
-    let rest = rest.strip_suffix(&format!(" [toggle file {f}]")).unwrap();
+    // A process-scope XID names the file, and that it does not reach this process (which started
+    // after the file was written).
+    let rest = rest
+        .strip_suffix(&format!(" [toggle file {f}]"))
+        .or_else(|| {
+            rest.strip_suffix(&format!(
+                " [toggle file {f}; not in this process: it started after the file was written]"
+            ))
+        })
+        .unwrap_or_else(|| panic!("{on}"));
     // "(description)<scenario>": the description is the table's; the scenario follows it.
     let row = xid_table::find(xid.parse().unwrap()).unwrap();
     let scenario = rest.strip_prefix(&format!("({})", row.description)).unwrap().to_string();
@@ -182,9 +191,20 @@ fn helper_decision(toggle: &std::path::Path) -> ShimSaw {
             let toggle_grammar::Line::On { keys, .. } = toggle_grammar::parse(raw.as_bytes()).unwrap() else {
                 panic!("status said on for {raw:?}")
             };
-            // The shim's process has CUDA_FAULT_SEED=1 and no other scenario variable.
+            // The shim's process has CUDA_FAULT_SEED=1 and no other scenario variable; the shim
+            // says which surface and scope it applies, the XID's unless the file names them.
             let env = toggle_grammar::Scenario { seed: Some(1), ..Default::default() };
-            ShimSaw::On { xid, scenario: keys.over(&env).to_string() }
+            let row = xid_table::find(xid as u32).unwrap();
+            let mut scenario = keys.over(&env);
+            scenario.surface = scenario.surface.or(Some(match row.surface {
+                xid_table::Surface::Async => toggle_grammar::Surface::Async,
+                xid_table::Surface::Immediate => toggle_grammar::Surface::Immediate,
+            }));
+            scenario.scope = scenario.scope.or(Some(match row.scope {
+                xid_table::Scope::Process => toggle_grammar::Scope::Process,
+                xid_table::Scope::Device => toggle_grammar::Scope::Device,
+            }));
+            ShimSaw::On { xid, scenario: scenario.to_string() }
         }
         other => panic!("state {other}"),
     }

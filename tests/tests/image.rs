@@ -204,9 +204,10 @@ fn the_image_installs_the_shim_and_its_commands_switch_faults_in_a_worker_pod() 
     assert_eq!(std::fs::read_to_string(&host_toggle).unwrap().trim_end(), "1 48");
     let r = run_worker();
     assert_eq!(r.status, 1, "{}", r.describe());
-    assert!(r.has_line("FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214"), "{}", r.describe());
+    // XID 48 keeps the GPU enumerated: the device count answers, selecting it fails.
+    assert!(r.has_line("FAIL cudaSetDevice cudaErrorECCUncorrectable 214"), "{}", r.describe());
     assert!(
-        r.stderr.lines().any(|l| l == "[XID 48 SIM] cudaGetDeviceCount -> cudaErrorECCUncorrectable (214)"),
+        r.stderr.lines().any(|l| l == "[XID 48 SIM] cudaSetDevice -> cudaErrorECCUncorrectable (214)"),
         "{}",
         r.describe()
     );

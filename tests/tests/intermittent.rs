@@ -49,14 +49,14 @@ fn the_same_seed_fails_the_same_calls_in_every_thread_and_every_run() {
     // The environment's seed does the same.
     let d = draws("1 48 percent=10", 1, 2000, "stream", &[("CUDA_FAULT_SEED", "42")]);
     assert_eq!(per_thread(&d)[0], threads[0]);
-    assert!(a.stderr.contains("(10% of calls; seed 42)"), "{}", a.describe());
+    assert!(a.stderr.contains("(10% of calls; seed 42; surface immediate; scope device)"), "{}", a.describe());
 }
 
 #[test]
 fn without_a_seed_the_faults_on_line_prints_the_one_to_repeat_the_run_with() {
     let a = draws("1 48 percent=25", 2, 1000, "stream", &[]);
     let on = shim_lines(&a.stderr).into_iter().find(|l| l.contains("faults ON")).unwrap().to_string();
-    let seed = on.split("seed ").nth(1).and_then(|s| s.split(')').next()).unwrap_or_else(|| panic!("{on}"));
+    let seed = on.split("seed ").nth(1).and_then(|s| s.split([';', ')']).next()).unwrap_or_else(|| panic!("{on}"));
     seed.parse::<u64>().unwrap();
     let b = draws(&format!("1 48 percent=25 seed={seed}"), 2, 1000, "stream", &[]);
     assert_eq!(per_thread(&b), per_thread(&a), "seed {seed} did not repeat the run");
@@ -129,7 +129,11 @@ fn functions_and_families_fault_only_what_they_name() {
     // Functions the workload never calls: it runs clean, though faults are on.
     let r = workload("cuMemcpy3D,cudaMallocManaged");
     assert!(r.success() && r.has_line("workload ok"), "{}", r.describe());
-    assert!(r.stderr.contains("(functions cudaMallocManaged,cuMemcpy3D)"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("(functions cudaMallocManaged,cuMemcpy3D; surface immediate; scope device)"),
+        "{}",
+        r.describe()
+    );
     // Per-thread entry points share their function's name.
     let env = [
         ("CUDA_FAULT_TOGGLE_FILE", toggle.as_str()),

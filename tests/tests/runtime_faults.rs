@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cuda_fault_tests::{finish, fixture, run, scratch_dir, shim_lines, spawn, write_atomic, Run, DEFAULT_TIMEOUT};
+use cuda_fault_tests::{
+    finish, fixture, run, scratch_dir, shim_lines, spawn, workload_under, write_atomic, Run, DEFAULT_TIMEOUT,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -24,11 +26,16 @@ fn assert_passes(r: &Run) {
     assert!(r.success() && r.has_line("workload ok"), "expected a clean run:\n{}", r.describe());
 }
 
-/// The workload stopped at its first CUDA call with `code`/`name`, and the shim said so.
+/// The workload stopped with `code`/`name` where XID `xid`'s behaviour says (at the device
+/// count when the GPU is lost, at cudaSetDevice when it is kept, at the first synchronize when
+/// the fault is asynchronous), and the shim said so.
 fn assert_fails_with(r: &Run, xid: u32, name: &str, code: u32) {
+    let row = xid_table::find(xid).unwrap();
+    assert_eq!((row.runtime.name, row.runtime.code), (name, code), "the XID table changed");
+    let (lines, function) = workload_under(&row);
     assert_eq!(r.status, 1, "{}", r.describe());
-    assert!(r.has_line(&format!("FAIL cudaGetDeviceCount {name} {code}")), "{}", r.describe());
-    let sim = format!("[XID {xid} SIM] cudaGetDeviceCount -> {name} ({code})");
+    assert_eq!(r.lines(), lines, "{}", r.describe());
+    let sim = format!("[XID {xid} SIM] {function} -> {name} ({code})");
     assert!(r.stderr.lines().any(|l| l == sim), "missing '{sim}':\n{}", r.describe());
 }
 
@@ -50,12 +57,18 @@ fn every_xid_in_the_table_fails_the_workload_with_its_runtime_error() {
             "{}",
             r.describe()
         );
-        // The same XID through the toggle file instead of the environment.
+        // The same XID through the toggle file instead of the environment, written a while before
+        // the workload starts: an XID of process scope leaves it alone.
         let file = dir.join(format!("toggle-{xid}"));
         write_atomic(&file, format!("1 {xid}\n").as_bytes());
+        let aged = std::time::SystemTime::now() - Duration::from_secs(2);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(aged).unwrap();
         let f = file.display().to_string();
         let r = workload(&with_toggle(&f, &[]), true);
-        assert_fails_with(&r, row.xid, row.runtime.name, row.runtime.code);
+        match row.scope {
+            xid_table::Scope::Device => assert_fails_with(&r, row.xid, row.runtime.name, row.runtime.code),
+            xid_table::Scope::Process => assert_passes(&r),
+        }
     }
 }
 
@@ -173,7 +186,9 @@ fn a_toggle_written_while_the_loop_runs_makes_it_fail_then_new_runs_pass_after_0
     // Poll interval 10 ms; the bound is loose because this is a correctness test on a shared
     // 2-core machine, not a benchmark (bench/run.sh measures the reaction).
     assert!(reaction < Duration::from_secs(2), "took {reaction:?}");
-    let on = format!("[cuda-fault] faults ON: simulating XID 48 (Double-bit ECC error) [toggle file {f}]");
+    let on = format!(
+        "[cuda-fault] faults ON: simulating XID 48 (Double-bit ECC error) (surface immediate; scope device) [toggle file {f}]"
+    );
     assert!(shim_lines(&r.stderr).contains(&on.as_str()), "{}", r.describe());
 
     // Turning it off mid-run: the next runs pass.
@@ -267,11 +282,11 @@ fn toggle_paths_that_are_not_readable_files_never_block_or_crash() {
     assert_fails_with(&r, 79, "cudaErrorNoDevice", 100);
     // A symlink to a good file is followed.
     let good = dir.join("good");
-    write_atomic(&good, b"1 94\n");
+    write_atomic(&good, b"1 95\n");
     let link = dir.join("link");
     std::os::unix::fs::symlink(&good, &link).unwrap();
     let l = link.display().to_string();
-    assert_fails_with(&workload(&with_toggle(&l, &[]), true), 94, "cudaErrorECCUncorrectable", 214);
+    assert_fails_with(&workload(&with_toggle(&l, &[]), true), 95, "cudaErrorUnknown", 999);
 }
 
 unsafe extern "C" {

@@ -36,6 +36,10 @@ pub enum Problem {
     TooManyUuids,
     /// `mode=` other than `error` or `hang`.
     NotMode,
+    /// `surface=` other than `immediate` or `async`.
+    NotSurface,
+    /// `scope=` other than `process` or `device`.
+    NotScope,
     /// A boolean other than `1`, `0`, `true`, `false`.
     NotBool,
     /// Not a percentage like `5` or `0.1`.
@@ -148,6 +152,8 @@ impl fmt::Display for Error {
             TooManyUuids => write!(f, "lists more than {} UUIDs", crate::MAX_UUIDS),
             NotMode => write!(f, "'{item}' is not error or hang"),
             NotBool => write!(f, "'{item}' is not 1, 0, true or false"),
+            NotSurface => write!(f, "'{item}' is not immediate or async"),
+            NotScope => write!(f, "'{item}' is not process or device"),
             NotPercent => write!(f, "'{item}' is not a percentage like 5 or 0.1"),
             PercentRange => write!(f, "'{item}' is not above 0 and at most 100"),
             PercentDecimals => write!(f, "'{item}' has more than {} decimals", crate::PERCENT_DECIMALS),

@@ -56,7 +56,7 @@ impl Functions {
         bits
     }
 
-    fn family_flags(&self) -> u16 {
+    fn family_flags(&self) -> flags::Flags {
         FAMILIES.iter().enumerate().filter(|(i, _)| self.families & (1 << i) != 0).fold(0, |acc, (_, f)| acc | f.flag)
     }
 }

@@ -20,6 +20,8 @@
 //! | `after_ms` | number | faults start T ms after turning on |
 //! | `mode` | `error` \| `hang` | return the XID's error, or block synchronizing calls |
 //! | `sticky` | `1` \| `0` \| `true` \| `false` | after the first injected fault the process stays faulted |
+//! | `surface` | `immediate` \| `async` | every call fails at once, or launches succeed and the error surfaces at the next synchronizing call |
+//! | `scope` | `process` \| `device` | only processes that started before the fault was switched on meet it, or every process |
 //! | `percent` | `P`, 0 < P ≤ 100, up to 6 decimals | each call that would fault does so with probability P/100 |
 //! | `count` | number ≥ 1 | at most N injected faults, then the fault ends by itself |
 //! | `functions` | comma list of hooks.list names and `@launch`, `@memcpy`, `@sync`, `@alloc` | only these functions fault |
@@ -42,7 +44,7 @@ use core::fmt;
 pub use devices::{Devices, Uuid};
 pub use error::{Error, Problem};
 pub use functions::Functions;
-pub use value::{boolean, number, Mode, Percent};
+pub use value::{boolean, number, Mode, Percent, Scope, Surface};
 
 /// The longest toggle file, in bytes.
 pub const MAX_LEN: usize = 1024;
@@ -69,6 +71,8 @@ pub enum Key {
     AfterMs,
     Mode,
     Sticky,
+    Surface,
+    Scope,
     Percent,
     Count,
     Functions,
@@ -77,12 +81,14 @@ pub enum Key {
 
 impl Key {
     /// Every key, in canonical order.
-    pub const ALL: [Key; 9] = [
+    pub const ALL: [Key; 11] = [
         Key::Devices,
         Key::AfterCalls,
         Key::AfterMs,
         Key::Mode,
         Key::Sticky,
+        Key::Surface,
+        Key::Scope,
         Key::Percent,
         Key::Count,
         Key::Functions,
@@ -97,6 +103,8 @@ impl Key {
             Key::AfterMs => "after_ms",
             Key::Mode => "mode",
             Key::Sticky => "sticky",
+            Key::Surface => "surface",
+            Key::Scope => "scope",
             Key::Percent => "percent",
             Key::Count => "count",
             Key::Functions => "functions",
@@ -112,6 +120,8 @@ impl Key {
             Key::AfterMs => "CUDA_FAULT_AFTER_MS",
             Key::Mode => "CUDA_FAULT_MODE",
             Key::Sticky => "CUDA_FAULT_STICKY",
+            Key::Surface => "CUDA_FAULT_SURFACE",
+            Key::Scope => "CUDA_FAULT_SCOPE",
             Key::Percent => "CUDA_FAULT_PERCENT",
             Key::Count => "CUDA_FAULT_COUNT",
             Key::Functions => "CUDA_FAULT_FUNCTIONS",
@@ -132,6 +142,8 @@ pub struct Keys {
     pub after_ms: Option<u64>,
     pub mode: Option<Mode>,
     pub sticky: Option<bool>,
+    pub surface: Option<Surface>,
+    pub scope: Option<Scope>,
     pub percent: Option<Percent>,
     pub count: Option<u64>,
     pub functions: Option<Functions>,
@@ -147,6 +159,8 @@ impl Keys {
             Key::AfterMs => self.after_ms.is_some(),
             Key::Mode => self.mode.is_some(),
             Key::Sticky => self.sticky.is_some(),
+            Key::Surface => self.surface.is_some(),
+            Key::Scope => self.scope.is_some(),
             Key::Percent => self.percent.is_some(),
             Key::Count => self.count.is_some(),
             Key::Functions => self.functions.is_some(),
@@ -166,6 +180,8 @@ impl Keys {
             Key::AfterMs => self.after_ms = Some(number(v).map_err(keyed)?),
             Key::Mode => self.mode = Some(Mode::parse(v).map_err(keyed)?),
             Key::Sticky => self.sticky = Some(boolean(v).map_err(keyed)?),
+            Key::Surface => self.surface = Some(Surface::parse(v).map_err(keyed)?),
+            Key::Scope => self.scope = Some(Scope::parse(v).map_err(keyed)?),
             Key::Percent => self.percent = Some(Percent::parse(v).map_err(keyed)?),
             Key::Count => self.count = Some(value::positive(v).map_err(keyed)?),
             Key::Functions => self.functions = Some(Functions::parse(v).map_err(keyed)?),
@@ -189,6 +205,8 @@ impl Keys {
             after_ms: self.after_ms.unwrap_or(base.after_ms),
             mode: self.mode.unwrap_or(base.mode),
             sticky: self.sticky.unwrap_or(base.sticky),
+            surface: self.surface.or(base.surface),
+            scope: self.scope.or(base.scope),
             percent: self.percent.or(base.percent),
             count: self.count.or(base.count),
             functions: self.functions.or(base.functions),
@@ -215,6 +233,12 @@ impl fmt::Display for Keys {
         if let Some(s) = self.sticky {
             write!(f, " sticky={}", u8::from(s))?;
         }
+        if let Some(s) = self.surface {
+            write!(f, " surface={}", s.word())?;
+        }
+        if let Some(s) = self.scope {
+            write!(f, " scope={}", s.word())?;
+        }
         if let Some(p) = self.percent {
             write!(f, " percent={p}")?;
         }
@@ -240,6 +264,10 @@ pub struct Scenario {
     pub after_ms: u64,
     pub mode: Mode,
     pub sticky: bool,
+    /// None: the XID's (the XID table's surface column).
+    pub surface: Option<Surface>,
+    /// None: the XID's (the XID table's scope column).
+    pub scope: Option<Scope>,
     /// None: every call that would fault does.
     pub percent: Option<Percent>,
     /// None: no limit.
@@ -252,8 +280,8 @@ pub struct Scenario {
 
 impl fmt::Display for Scenario {
     /// ` (devices 1; functions @launch; after 5000 ms; after 10 calls; 5% of calls; at most 3
-    /// faults; hang; sticky)`, or nothing for the plain "every call fails" scenario. The seed is
-    /// shown only with `percent`, the one key that draws.
+    /// faults; hang; sticky; surface async; scope process)`, or nothing for the plain "every call
+    /// fails" scenario. The seed is shown only with `percent`, the one key that draws.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sep = " (";
         let mut part = |f: &mut fmt::Formatter<'_>, args: fmt::Arguments<'_>| -> fmt::Result {
@@ -287,6 +315,12 @@ impl fmt::Display for Scenario {
         }
         if self.sticky {
             part(f, format_args!("sticky"))?;
+        }
+        if let Some(s) = self.surface {
+            part(f, format_args!("surface {}", s.word()))?;
+        }
+        if let Some(s) = self.scope {
+            part(f, format_args!("scope {}", s.word()))?;
         }
         if sep == "; " {
             f.write_str(")")?;

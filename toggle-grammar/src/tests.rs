@@ -35,6 +35,11 @@ fn the_documented_forms() {
     assert_eq!((k.mode, k.sticky, k.count, k.seed), (Some(Mode::Hang), Some(true), Some(3), Some(7)));
     assert_eq!(k.percent, Percent::from_micros(500_000));
     assert_eq!(on(b"1 after_ms=18446744073709551615").1.after_ms, Some(u64::MAX));
+    let (_, k) = on(b"1 31 scope=device surface=immediate");
+    assert_eq!((k.surface, k.scope), (Some(Surface::Immediate), Some(Scope::Device)));
+    let (_, k) = on(b"1 79 surface=async scope=process");
+    assert_eq!((k.surface, k.scope), (Some(Surface::Async), Some(Scope::Process)));
+    assert_eq!(Line::On { xid: Some(79), keys: k }.to_string(), "1 79 surface=async scope=process");
 }
 
 #[test]
@@ -58,8 +63,12 @@ fn refusals_say_what_is_wrong_in_one_line() {
         (b"1 mode=crash", "mode: 'crash' is not error or hang"),
         (b"1 sticky=2", "sticky: '2' is not 1, 0, true or false"),
         (b"1 mode=hang mode=error", "mode: is given twice"),
-        (b"1 colour=blue", "'colour=blue' is not a key (devices, after_calls, after_ms, mode, sticky, percent, count, functions, seed)"),
-        (b"1 =", "'=' is not a key (devices, after_calls, after_ms, mode, sticky, percent, count, functions, seed)"),
+        (b"1 surface=later", "surface: 'later' is not immediate or async"),
+        (b"1 surface=", "surface: '' is not immediate or async"),
+        (b"1 scope=node", "scope: 'node' is not process or device"),
+        (b"1 scope=process scope=device", "scope: is given twice"),
+        (b"1 colour=blue", "'colour=blue' is not a key (devices, after_calls, after_ms, mode, sticky, surface, scope, percent, count, functions, seed)"),
+        (b"1 =", "'=' is not a key (devices, after_calls, after_ms, mode, sticky, surface, scope, percent, count, functions, seed)"),
         (b"1 percent=0", "percent: '0' is not above 0 and at most 100"),
         (b"1 percent=100.5", "percent: '100.5' is not above 0 and at most 100"),
         (b"1 percent=0.0000001", "percent: '0.0000001' has more than 6 decimals"),
@@ -134,17 +143,27 @@ fn functions_resolve_names_and_families() {
 #[test]
 fn the_scenario_reads_as_a_sentence() {
     let (_, k) =
-        on(b"1 devices=1 after_ms=5000 after_calls=3 mode=hang sticky=1 percent=2.5 count=4 functions=@sync seed=9");
+        on(b"1 devices=1 after_ms=5000 after_calls=3 mode=hang sticky=1 percent=2.5 count=4 functions=@sync seed=9 \
+          scope=process surface=async");
     let s = k.over(&Scenario::default());
     assert_eq!(
         s.to_string(),
-        " (devices 1; functions @sync; after 5000 ms; after 3 calls; 2.5% of calls; seed 9; at most 4 faults; hang; sticky)"
+        " (devices 1; functions @sync; after 5000 ms; after 3 calls; 2.5% of calls; seed 9; at most 4 faults; hang; \
+         sticky; surface async; scope process)"
     );
     assert_eq!(Scenario::default().to_string(), "");
-    let env = Scenario { after_calls: 7, mode: Mode::Hang, sticky: true, ..Scenario::default() };
-    let (_, k) = on(b"1 sticky=0 after_ms=1");
+    let env = Scenario {
+        after_calls: 7,
+        mode: Mode::Hang,
+        sticky: true,
+        surface: Some(Surface::Async),
+        scope: Some(Scope::Process),
+        ..Scenario::default()
+    };
+    let (_, k) = on(b"1 sticky=0 after_ms=1 scope=device");
     let s = k.over(&env);
     assert_eq!((s.after_calls, s.after_ms, s.mode, s.sticky), (7, 1, Mode::Hang, false));
+    assert_eq!((s.surface, s.scope), (Some(Surface::Async), Some(Scope::Device)), "a key overrides its variable alone");
 }
 
 // ---- properties ------------------------------------------------------------------------------
@@ -165,24 +184,38 @@ fn arb_keys() -> impl Strategy<Value = Keys> {
     });
     (
         (prop::option::of(devices), prop::option::of(any::<u64>()), prop::option::of(any::<u64>())),
-        (prop::option::of(prop_oneof![Just(Mode::Error), Just(Mode::Hang)]), prop::option::of(any::<bool>())),
+        (
+            prop::option::of(prop_oneof![Just(Mode::Error), Just(Mode::Hang)]),
+            prop::option::of(any::<bool>()),
+            prop::option::of(prop_oneof![Just(Surface::Immediate), Just(Surface::Async)]),
+            prop::option::of(prop_oneof![Just(Scope::Process), Just(Scope::Device)]),
+        ),
         (
             prop::option::of((1u32..=100_000_000).prop_map(|m| Percent::from_micros(m).unwrap())),
             prop::option::of(1u64..),
         ),
         (prop::option::of(functions), prop::option::of(any::<u64>())),
     )
-        .prop_map(|((devices, after_calls, after_ms), (mode, sticky), (percent, count), (functions, seed))| Keys {
-            devices,
-            after_calls,
-            after_ms,
-            mode,
-            sticky,
-            percent,
-            count,
-            functions,
-            seed,
-        })
+        .prop_map(
+            |(
+                (devices, after_calls, after_ms),
+                (mode, sticky, surface, scope),
+                (percent, count),
+                (functions, seed),
+            )| Keys {
+                devices,
+                after_calls,
+                after_ms,
+                mode,
+                sticky,
+                surface,
+                scope,
+                percent,
+                count,
+                functions,
+                seed,
+            },
+        )
 }
 
 proptest! {

@@ -65,6 +65,59 @@ impl Mode {
     }
 }
 
+/// Where a fault shows: the `surface` key (default: the XID's, from the XID table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Surface {
+    /// Every call fails at once.
+    Immediate,
+    /// Launches and asynchronous work return success; the error surfaces at the next
+    /// synchronizing call and then sticks to the process.
+    Async,
+}
+
+impl Surface {
+    pub const fn word(self) -> &'static str {
+        match self {
+            Surface::Immediate => "immediate",
+            Surface::Async => "async",
+        }
+    }
+
+    pub fn parse(v: &[u8]) -> Result<Surface, Error> {
+        match v {
+            b"immediate" => Ok(Surface::Immediate),
+            b"async" => Ok(Surface::Async),
+            _ => Err(Error::new(Problem::NotSurface, None, v)),
+        }
+    }
+}
+
+/// Which processes a fault reaches: the `scope` key (default: the XID's, from the XID table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Processes that started after the fault was switched on run clean.
+    Process,
+    /// Every process on the device fails while it is on.
+    Device,
+}
+
+impl Scope {
+    pub const fn word(self) -> &'static str {
+        match self {
+            Scope::Process => "process",
+            Scope::Device => "device",
+        }
+    }
+
+    pub fn parse(v: &[u8]) -> Result<Scope, Error> {
+        match v {
+            b"process" => Ok(Scope::Process),
+            b"device" => Ok(Scope::Device),
+            _ => Err(Error::new(Problem::NotScope, None, v)),
+        }
+    }
+}
+
 /// A share of calls, above 0 and at most 100 percent, in steps of 10⁻⁶ percent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Percent(u32);

@@ -31,6 +31,72 @@ impl fmt::Display for ErrorCode<'_> {
     }
 }
 
+/// Where a fault shows in the process that meets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Every call fails at once: the GPU itself is broken.
+    Immediate,
+    /// The faulting kernel's launch returns success; the error surfaces at the next
+    /// synchronizing call and then sticks to the process (a broken context).
+    Async,
+}
+
+impl Surface {
+    pub const fn word(self) -> &'static str {
+        match self {
+            Surface::Immediate => "immediate",
+            Surface::Async => "async",
+        }
+    }
+}
+
+/// Which processes a fault reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only processes that were running when it was switched on: a restarted one runs clean.
+    Process,
+    /// Every process on the device, for as long as it is on.
+    Device,
+}
+
+impl Scope {
+    pub const fn word(self) -> &'static str {
+        match self {
+            Scope::Process => "process",
+            Scope::Device => "device",
+        }
+    }
+}
+
+/// The ECC state NVML reports for a GPU with this XID.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ecc {
+    /// Uncorrected ECC errors counted (volatile and aggregate).
+    pub uncorrected: bool,
+    /// A page retirement or row remap waits for the next GPU reset.
+    pub pending: bool,
+    /// A row remap failed.
+    pub failure: bool,
+}
+
+impl Ecc {
+    pub const WORDS: [&'static str; 3] = ["uncorrected", "pending", "failure"];
+
+    /// Whether NVML reports anything at all.
+    pub fn any(&self) -> bool {
+        self.uncorrected || self.pending || self.failure
+    }
+}
+
+impl fmt::Display for Ecc {
+    /// `uncorrected,pending`, or `-`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = [self.uncorrected, self.pending, self.failure];
+        let words: Vec<&str> = Ecc::WORDS.iter().zip(set).filter(|(_, on)| *on).map(|(w, _)| *w).collect();
+        f.write_str(if words.is_empty() { "-".to_string() } else { words.join(",") }.as_str())
+    }
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Xid<'a> {
@@ -43,6 +109,12 @@ pub struct Xid<'a> {
     pub nvml: Option<ErrorCode<'a>>,
     /// A real XID of this kind poisons the process's context.
     pub sticky: bool,
+    pub surface: Surface,
+    pub scope: Scope,
+    /// The GPU is gone: device counts report 0 and device enumeration fails.
+    pub lost: bool,
+    /// What NVML's ECC queries report.
+    pub ecc: Ecc,
     pub evidence: &'a str,
     /// What the NVIDIA driver logs for this XID after `NVRM: Xid (PCI:…): N, pid=…, name=…, `.
     pub kmsg: &'a str,
@@ -72,7 +144,11 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-const COLUMNS: usize = 9;
+const COLUMNS: usize = 13;
+const HEADER: &str =
+    "xid | mnemonic | description | runtime | driver | nvml | sticky | surface | scope | lost | ecc | evidence | kmsg";
+const EVIDENCE: usize = 11;
+const KMSG: usize = 12;
 
 /// Parses the table text. Blank lines and lines starting with `#` are ignored.
 pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
@@ -86,11 +162,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
         let err = |message: String| ParseError { line, message };
         let cols: Vec<&str> = trimmed.split('|').map(str::trim).collect();
         if cols.len() != COLUMNS {
-            return Err(err(format!(
-                "expected {COLUMNS} '|'-separated columns \
-                 (xid | mnemonic | description | runtime | driver | nvml | sticky | evidence | kmsg), found {}",
-                cols.len()
-            )));
+            return Err(err(format!("expected {COLUMNS} '|'-separated columns ({HEADER}), found {}", cols.len())));
         }
         let xid: u32 = cols[0].parse().map_err(|_| err(format!("XID '{}' is not a number", cols[0])))?;
         if xid == 0 || xid > 65_535 {
@@ -99,7 +171,7 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
         if rows.iter().any(|r| r.xid == xid) {
             return Err(err(format!("XID {xid} appears twice")));
         }
-        for (i, what) in [(1, "mnemonic"), (2, "description"), (7, "evidence")] {
+        for (i, what) in [(1, "mnemonic"), (2, "description"), (EVIDENCE, "evidence")] {
             if cols[i].is_empty() {
                 return Err(err(format!("{what} is empty")));
             }
@@ -114,12 +186,28 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
         } else {
             Some(error_code(cols[5], "NVML_ERROR_").map_err(|m| err(format!("nvml error: {m}")))?)
         };
-        let sticky = match cols[6] {
-            "yes" => true,
-            "no" => false,
-            other => return Err(err(format!("sticky must be 'yes' or 'no', found '{other}'"))),
+        let yes_no = |i: usize, what: &str| match cols[i] {
+            "yes" => Ok(true),
+            "no" => Ok(false),
+            other => Err(err(format!("{what} must be 'yes' or 'no', found '{other}'"))),
         };
-        let (kmsg, kmsg_evidence) = kmsg_cell(cols[8]).map_err(|m| err(format!("kmsg: {m}")))?;
+        let sticky = yes_no(6, "sticky")?;
+        let surface = match cols[7] {
+            "immediate" => Surface::Immediate,
+            "async" => Surface::Async,
+            other => return Err(err(format!("surface must be 'immediate' or 'async', found '{other}'"))),
+        };
+        let scope = match cols[8] {
+            "process" => Scope::Process,
+            "device" => Scope::Device,
+            other => return Err(err(format!("scope must be 'process' or 'device', found '{other}'"))),
+        };
+        let lost = yes_no(9, "lost")?;
+        let ecc = ecc(cols[10]).map_err(|m| err(format!("ecc: {m}")))?;
+        if lost && nvml.map(|e| e.name) != Some("NVML_ERROR_GPU_IS_LOST") {
+            return Err(err("lost is 'yes', so the nvml error must be NVML_ERROR_GPU_IS_LOST=15".to_string()));
+        }
+        let (kmsg, kmsg_evidence) = kmsg_cell(cols[KMSG]).map_err(|m| err(format!("kmsg: {m}")))?;
         rows.push(Xid {
             xid,
             mnemonic: cols[1],
@@ -128,7 +216,11 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
             driver,
             nvml,
             sticky,
-            evidence: cols[7],
+            surface,
+            scope,
+            lost,
+            ecc,
+            evidence: cols[EVIDENCE],
             kmsg,
             kmsg_evidence,
         });
@@ -155,6 +247,26 @@ fn kmsg_cell(cell: &str) -> Result<(&str, &str), String> {
         return Err("the text has no evidence after it".into());
     }
     Ok((text, evidence))
+}
+
+/// `-`, or a comma list of distinct words of [`Ecc::WORDS`].
+fn ecc(cell: &str) -> Result<Ecc, String> {
+    let mut e = Ecc::default();
+    if cell == "-" {
+        return Ok(e);
+    }
+    for word in cell.split(',') {
+        let flag = match word {
+            "uncorrected" => &mut e.uncorrected,
+            "pending" => &mut e.pending,
+            "failure" => &mut e.failure,
+            other => return Err(format!("'{other}' is not one of {} (or '-' alone)", Ecc::WORDS.join(", "))),
+        };
+        if std::mem::replace(flag, true) {
+            return Err(format!("'{word}' is given twice"));
+        }
+    }
+    Ok(e)
 }
 
 fn error_code<'a>(cell: &'a str, prefix: &str) -> Result<ErrorCode<'a>, String> {
@@ -192,13 +304,14 @@ pub fn supported_list() -> String {
 /// The table as Markdown, exactly as README.md shows it (a test keeps README in step).
 pub fn markdown(rows: &[Xid<'_>]) -> String {
     let mut out = String::from(
-        "| XID | Name | Description | Runtime error | Driver error | NVML error | Sticky | Evidence |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| XID | Name | Description | Runtime error | Driver error | NVML error | Sticky | Surface | Scope | Lost | NVML ECC | Evidence |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let nvml = r.nvml.map_or_else(|| "-".to_string(), |e| format!("`{}` ({})", e.name, e.code));
+        let yes = |b: bool| if b { "yes" } else { "no" };
         out.push_str(&format!(
-            "| {} | {} | {} | `{}` ({}) | `{}` ({}) | {} | {} | {} |\n",
+            "| {} | {} | {} | `{}` ({}) | `{}` ({}) | {} | {} | {} | {} | {} | {} | {} |\n",
             r.xid,
             r.mnemonic,
             r.description,
@@ -207,7 +320,11 @@ pub fn markdown(rows: &[Xid<'_>]) -> String {
             r.driver.name,
             r.driver.code,
             nvml,
-            if r.sticky { "yes" } else { "no" },
+            yes(r.sticky),
+            r.surface.word(),
+            r.scope.word(),
+            yes(r.lost),
+            r.ecc,
             r.evidence.replace('|', "\\|"),
         ));
     }
@@ -241,40 +358,54 @@ mod tests {
 
     #[test]
     fn malformed_rows_name_their_line() {
-        let good = "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | seed | \"t.\" e\n";
-        assert_eq!(parse(good).unwrap().len(), 1);
+        let row = |cells: [&str; 13]| format!("{}\n", cells.join(" | "));
+        let base = [
+            "79",
+            "A",
+            "d",
+            "cudaErrorNoDevice=100",
+            "CUDA_ERROR_NO_DEVICE=100",
+            "-",
+            "yes",
+            "immediate",
+            "device",
+            "no",
+            "-",
+            "e",
+            "\"t\" k",
+        ];
+        let with = |i: usize, v: &str| {
+            let mut c = base;
+            c[i] = v;
+            row(c)
+        };
+        assert_eq!(parse(&row(base)).unwrap().len(), 1);
+        let twelve = format!("# c\n\n{}\n", base[..12].join(" | "));
         let cases = [
-            ("# c\n\n79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes\n", 3, "columns"),
-            (
-                "x9 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
-                1,
-                "not a number",
-            ),
-            ("79 | A | d | NoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "runtime error"),
-            (
-                "79 | A | d | cudaErrorNoDevice=abc | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n",
-                1,
-                "not a number",
-            ),
-            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE | - | yes | e | \"t\" k\n", 1, "NAME=NUMBER"),
-            (
-                "79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | NVML_ERROR_X=0 | yes | e | \"t\" k\n",
-                1,
-                "success",
-            ),
-            ("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | maybe | e | \"t\" k\n", 1, "sticky"),
-            ("79 | a | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "UPPER"),
-            ("79 | A |  | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | \"t\" k\n", 1, "empty"),
+            (twelve, 3, "columns"),
+            (with(0, "x9"), 1, "not a number"),
+            (with(3, "NoDevice=100"), 1, "runtime error"),
+            (with(3, "cudaErrorNoDevice=abc"), 1, "not a number"),
+            (with(4, "CUDA_ERROR_NO_DEVICE"), 1, "NAME=NUMBER"),
+            (with(5, "NVML_ERROR_X=0"), 1, "success"),
+            (with(6, "maybe"), 1, "sticky must be 'yes' or 'no'"),
+            (with(7, "later"), 1, "surface must be 'immediate' or 'async', found 'later'"),
+            (with(8, "node"), 1, "scope must be 'process' or 'device', found 'node'"),
+            (with(9, "gone"), 1, "lost must be 'yes' or 'no'"),
+            (with(9, "yes"), 1, "the nvml error must be NVML_ERROR_GPU_IS_LOST"),
+            (with(10, "uncorrected,dbe"), 1, "ecc: 'dbe' is not one of uncorrected, pending, failure"),
+            (with(10, "pending,pending"), 1, "ecc: 'pending' is given twice"),
+            (with(10, ""), 1, "ecc: '' is not one of"),
+            (with(1, "a"), 1, "UPPER"),
+            (with(2, ""), 1, "empty"),
+            (with(11, ""), 1, "evidence is empty"),
         ];
         for (text, line, needle) in cases {
-            let e = parse(text).unwrap_err();
+            let e = parse(&text).unwrap_err();
             assert_eq!(e.line, line, "{text}");
             assert!(e.to_string().contains(needle), "{e} should mention {needle}");
             assert!(e.to_string().starts_with(&format!("xids.table line {line}:")));
         }
-        let row = |kmsg: &str| {
-            format!("79 | A | d | cudaErrorNoDevice=100 | CUDA_ERROR_NO_DEVICE=100 | - | yes | e | {kmsg}\n")
-        };
         for (kmsg, needle) in [
             ("GPU gone", "must be \"TEXT\" EVIDENCE"),
             ("\"GPU gone evidence", "closing"),
@@ -284,16 +415,45 @@ mod tests {
             ("\"x\ty\" e", "printable ASCII"),
             ("\"GPU gone\"", "no evidence"),
         ] {
-            let e = parse(&row(kmsg)).unwrap_err();
+            let e = parse(&with(12, kmsg)).unwrap_err();
             assert!(e.message.starts_with("kmsg: ") && e.message.contains(needle), "{kmsg}: {e}");
         }
-        let text = row("\"GPU has fallen off the bus.\" NVSentinel samples");
+        let text = with(12, "\"GPU has fallen off the bus.\" NVSentinel samples");
         let ok = parse(&text).unwrap();
         assert_eq!((ok[0].kmsg, ok[0].kmsg_evidence), ("GPU has fallen off the bus.", "NVSentinel samples"));
-        let dup = format!("{good}{good}");
+        let dup = format!("{}{}", row(base), row(base));
         assert_eq!(parse(&dup).unwrap_err().line, 2);
-        let no79 = "48 | A | d | cudaErrorX=214 | CUDA_ERROR_X=214 | - | yes | e | \"t\" k\n";
-        assert!(parse(no79).unwrap_err().message.contains("default XID 79"));
+        let no79 = with(0, "48");
+        assert!(parse(&no79).unwrap_err().message.contains("default XID 79"));
+        let ecc = parse(&with(10, "failure,uncorrected")).unwrap()[0].ecc;
+        assert_eq!(
+            (ecc.uncorrected, ecc.pending, ecc.failure, ecc.to_string()),
+            (true, false, true, "uncorrected,failure".into())
+        );
+    }
+
+    #[test]
+    fn behaviours_follow_the_kind_of_xid() {
+        // Application-level faults surface late and reach only the process that met them;
+        // faults that break the GPU fail every call of every process at once.
+        for x in [13, 31, 43, 94] {
+            let r = find(x).unwrap();
+            assert_eq!((r.surface, r.scope, r.lost), (Surface::Async, Scope::Process, false), "XID {x}");
+        }
+        for x in [48, 62, 64, 79, 95, 119, 120, 140, 143] {
+            let r = find(x).unwrap();
+            assert_eq!((r.surface, r.scope), (Surface::Immediate, Scope::Device), "XID {x}");
+        }
+        let r74 = find(74).unwrap();
+        assert_eq!((r74.surface, r74.scope), (Surface::Async, Scope::Device));
+        let lost: Vec<u32> = table().iter().filter(|r| r.lost).map(|r| r.xid).collect();
+        assert_eq!(lost, [79, 143]);
+        let ecc: Vec<u32> = table().iter().filter(|r| r.ecc.any()).map(|r| r.xid).collect();
+        assert_eq!(ecc, [48, 64, 94, 95, 140]);
+        assert!(find(64).unwrap().ecc.failure && !find(48).unwrap().ecc.failure);
+        for r in table().iter().filter(|r| r.lost) {
+            assert_eq!(r.nvml.map(|e| e.name), Some("NVML_ERROR_GPU_IS_LOST"), "XID {} loses the GPU", r.xid);
+        }
     }
 
     #[test]
@@ -302,6 +462,8 @@ mod tests {
         let md = markdown(&t);
         assert_eq!(md.lines().count(), t.len() + 2);
         assert!(md.contains("| 79 | GPU_HAS_FALLEN_OFF_THE_BUS | GPU fell off the bus | `cudaErrorNoDevice` (100) |"));
+        assert!(md.contains(" | yes | immediate | device | yes | - | "), "{md}");
+        assert!(md.contains(" | yes | async | process | no | - | "), "{md}");
     }
 }
 

@@ -154,14 +154,14 @@ mod tests {
     fn enable_command_carries_every_flag() {
         let line = toggle_grammar::parse(
             b"1 48 devices=1,GPU-12345678-1111-2222-3333-444455556666 after_calls=7 after_ms=5000 mode=hang sticky=1 \
-              percent=2.5 count=3 functions=@sync,cudaMalloc seed=9",
+              surface=async scope=process percent=2.5 count=3 functions=@sync,cudaMalloc seed=9",
         )
         .unwrap();
         assert_eq!(
             Verb::Enable(line).command().join(" "),
             "/usr/local/bin/cuda-fault enable --file /host-fault/cuda_fault_enabled --xid 48 \
              --devices 1,GPU-12345678-1111-2222-3333-444455556666 --after-calls 7 --after 5000ms --mode hang \
-             --percent 2.5 --count 3 --functions @sync,cudaMalloc --seed 9 --sticky=true"
+             --surface async --scope process --percent 2.5 --count 3 --functions @sync,cudaMalloc --seed 9 --sticky=true"
         );
         assert_eq!(
             Verb::Clean.command().join(" "),

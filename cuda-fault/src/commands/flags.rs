@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::exit::Failure;
-use crate::toggle::{self, Devices, Functions, Key, Keys, Line, Mode, Percent, DEFAULT_FILE, FILE_ENV};
+use crate::toggle::{self, Devices, Functions, Key, Keys, Line, Mode, Percent, Scope, Surface, DEFAULT_FILE, FILE_ENV};
 
 #[derive(Debug, Args)]
 pub struct FileArg {
@@ -80,6 +80,14 @@ pub struct EnableFlags {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true",
           value_parser = key(Key::Sticky, |k| k.sticky))]
     pub sticky: Option<bool>,
+    /// immediate: every call fails at once; async: launches succeed and the error surfaces at the
+    /// next synchronizing call (default: the XID's, see `cuda-fault xids`)
+    #[arg(long, value_name = "immediate|async", allow_hyphen_values = true, value_parser = key(Key::Surface, |k| k.surface))]
+    pub surface: Option<Surface>,
+    /// process: processes started after this write run clean; device: every process fails
+    /// (default: the XID's, see `cuda-fault xids`)
+    #[arg(long, value_name = "process|device", allow_hyphen_values = true, value_parser = key(Key::Scope, |k| k.scope))]
+    pub scope: Option<Scope>,
     /// Only this share of the calls that would fault do: 0 < P <= 100, e.g. 5 or 0.1
     #[arg(long, value_name = "P", allow_hyphen_values = true, value_parser = key(Key::Percent, |k| k.percent))]
     pub percent: Option<Percent>,
@@ -103,6 +111,8 @@ impl EnableFlags {
             after_ms: self.after,
             mode: self.mode,
             sticky: self.sticky,
+            surface: self.surface,
+            scope: self.scope,
             percent: self.percent,
             count: self.count,
             functions: self.functions,
@@ -132,6 +142,12 @@ impl EnableFlags {
         }
         if let Some(m) = keys.mode {
             push("--mode", m.word().to_string());
+        }
+        if let Some(x) = keys.surface {
+            push("--surface", x.word().to_string());
+        }
+        if let Some(x) = keys.scope {
+            push("--scope", x.word().to_string());
         }
         if let Some(p) = keys.percent {
             push("--percent", p.to_string());
