@@ -82,7 +82,7 @@ fn decide(slot: usize, regs: &Regs, ret: usize) -> u64 {
     }
     let (verdict, selected) = judge(slot, regs, &meta, active);
     if meta.api == Api::Runtime {
-        nesting::runtime_call(active.period, selected && verdict == FORWARD, slots::real(slot));
+        nesting::runtime_call(active.period, selected && verdict == FORWARD, slot);
         return last_error::track(&meta, active.period, verdict);
     }
     verdict

@@ -47,6 +47,7 @@ mod libc_extra;
 mod lifecycle;
 mod lock;
 mod nesting;
+mod objects;
 mod once;
 mod period_cell;
 mod plan;

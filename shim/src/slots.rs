@@ -11,7 +11,8 @@ use hook_list::FunctionId;
 use crate::generated::{EXPORTS, EXPORT_COUNT, POOL_SIZE};
 use crate::{resolve, Api};
 
-const TOTAL: usize = EXPORT_COUNT + POOL_SIZE;
+/// Every slot: the exports, then the pool.
+pub const TOTAL: usize = EXPORT_COUNT + POOL_SIZE;
 const NAME_MAX: usize = 64;
 
 unsafe extern "C" {
