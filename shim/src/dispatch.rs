@@ -61,6 +61,8 @@ fn decide(slot: usize, regs: &Regs, ret: usize) -> u64 {
     }
     if g & gate::EVERY_CALL != 0 {
         lifecycle::check(true);
+    } else {
+        lifecycle::check_if_late();
     }
     let Some(meta) = slots::meta(slot) else {
         return RETURN | 999; // unreachable: trampolines only exist for published slots
