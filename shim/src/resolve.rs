@@ -97,19 +97,19 @@ pub fn owner(addr: usize) -> Owner {
     if own != 0 && info.dli_fbase as usize == own {
         return Owner::Shim;
     }
-    if in_cuda_runtime(addr) {
-        return Owner::Cuda(Api::Runtime);
-    }
-    if info.dli_fname.is_null() {
-        return Owner::Other;
-    }
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
-    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let file = if info.dli_fname.is_null() {
+        &b""[..]
+    } else {
+        // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
+        let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+        path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+    };
     if file.starts_with(b"libcuda.so") {
         Owner::Cuda(Api::Driver)
     } else if file.starts_with(b"libnvidia-ml.so") {
         Owner::Cuda(Api::Nvml)
+    } else if in_cuda_runtime(addr) {
+        Owner::Cuda(Api::Runtime)
     } else {
         Owner::Other
     }
