@@ -17,6 +17,7 @@ gcc $CFLAGS -shared -fPIC -DFAKE_DRIVER -Wl,-soname,libcuda.so.1 -o "$W/libcuda.
 gcc $CFLAGS -shared -fPIC -o "$W/original_shim.so" bench/original_shim.c -ldl
 gcc $CFLAGS -o "$W/bench" bench/bench.c "$W/libcudart.so.12" -ldl -Wl,-rpath,"$W"
 gcc $CFLAGS -pthread -o "$W/reaction" bench/reaction.c "$W/libcudart.so.12" -Wl,-rpath,"$W"
+gcc $CFLAGS -o "$W/startup" bench/startup.c
 export LD_LIBRARY_PATH=$W
 TOGGLE=$W/toggle
 run() { env CUDA_FAULT_TOGGLE_FILE="$TOGGLE" "$@"; }
@@ -36,10 +37,11 @@ if [ -w /host-fault ] && [ ! -e /host-fault/cuda_fault_enabled ]; then
   orig_present=$(env LD_PRELOAD="$W/original_shim.so" "$W/bench" runtime 200000)
   rm -f /host-fault/cuda_fault_enabled
 fi
-read -r react_med _ react_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40 1)
-# Under load: 64 busy threads on this machine's cores; the lag until the LAST thread sees a flip.
-read -r load10_p50 load10_p99 load10_max < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 200 64)
-read -r load0_p50 load0_p99 load0_max < <(run env CUDA_FAULT_LOG=0 CUDA_FAULT_POLL_MS=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 200 64)
+read -r react_med _ react_max _ < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 40 1 1)
+# Under load: 64 busy threads on this machine's cores, 20 runs of 30 flips each; the worst run
+# counts, and turning faults off and on apart (on is seen by the poller thread alone).
+read -r load10_p50 load10_p99 load10_max load10_off load10_on _ < <(run env CUDA_FAULT_LOG=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 30 64 20)
+read -r load0_p50 load0_p99 load0_max _ < <(run env CUDA_FAULT_LOG=0 CUDA_FAULT_POLL_MS=0 LD_PRELOAD="$SHIM" "$W/reaction" "$TOGGLE" 30 64 20)
 
 # With faults on: every call takes the slow path. ns/call of a faulting call, and with a share.
 on_path() {  # toggle line -> ns/call of cudaStreamQuery through the shim
@@ -52,15 +54,14 @@ on_percent_count=$(on_path "1 48 percent=50 seed=1 count=18446744073709551615")
 on_spared=$(on_path "1 48 functions=cudaMalloc")
 rm -f "$TOGGLE"
 
-startup() {  # mean ms of N runs of /bin/true
-  local n=300 t0 t1
-  t0=$(date +%s%N)
-  for _ in $(seq $n); do "$@" /bin/true; done
-  t1=$(date +%s%N)
-  awk -v a="$t0" -v b="$t1" -v n=$n 'BEGIN { printf "%.3f", (b - a) / n / 1e6 }'
-}
-start_plain=$(startup env)
-start_shim=$(startup env LD_PRELOAD="$SHIM")
+# Start-up: /bin/true with no shim, the release shim and the shipped one (glibc 2.17 build,
+# as the image carries it; needs cargo-zigbuild), 1000 starts each, interleaved.
+SHIPPED=""
+if command -v cargo-zigbuild >/dev/null; then
+  SHIPPED=$(CUDA_FAULT_IMAGE_STAGE_ONLY=1 CUDA_FAULT_IMAGE_STAGE_DIR="$W/stage" manifests/image/build.sh x86_64 2>/dev/null | tail -1)/cuda_intercept.so
+fi
+{ read -r start_plain _; read -r _ _ start_shim _; read -r _ _ start_shipped _ || start_shipped=NA; } \
+  < <("$W/startup" 1000 /bin/true "" "$SHIM" ${SHIPPED:+"$SHIPPED"})
 
 # The image: its size and the init container's copy time (needs buildah, podman, runc, cargo-zigbuild).
 image_size=NA; install_ms=NA
@@ -104,9 +105,9 @@ echo "| Other | value |"
 echo "|---|---|"
 echo "| one \`dlsym(libcuda, \"cuStreamQuery\")\`, no shim / shim | $lookup_direct / $lookup_shim ns |"
 echo "| toggle reaction, one busy thread, CUDA_FAULT_POLL_MS=10 (median / max of 40 flips: how long after a write a call could still start and see the old state) | $react_med / $react_max ms |"
-echo "| the same with 64 busy threads, CUDA_FAULT_POLL_MS=10 (p50 / p99 / max of 200 flips) | $load10_p50 / $load10_p99 / $load10_max ms |"
-echo "| the same with 64 busy threads, CUDA_FAULT_POLL_MS=0 (p50 / p99 / max of 200 flips) | $load0_p50 / $load0_p99 / $load0_max ms |"
-echo "| start-up of /bin/true, no shim / shim preloaded | $start_plain / $start_shim ms |"
+echo "| the same with 64 busy threads, CUDA_FAULT_POLL_MS=10 (p50 / p99 / max over 20 runs of 30 flips; worst turning off / on) | $load10_p50 / $load10_p99 / $load10_max ms; $load10_off / $load10_on ms |"
+echo "| the same with 64 busy threads, CUDA_FAULT_POLL_MS=0 (p50 / p99 / max over 20 runs of 30 flips) | $load0_p50 / $load0_p99 / $load0_max ms |"
+echo "| start-up of /bin/true (median of 1000 starts each, interleaved): no shim; added by the release shim / the shipped shim | $start_plain ms; $start_shim / $start_shipped ms |"
 echo "| image size (helper, generator and shim, FROM scratch) | $image_size bytes |"
 echo "| init container install (podman run, container start included; best of 5) | $install_ms ms |"
 echo

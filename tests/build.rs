@@ -21,6 +21,10 @@ use std::process::Command;
 use std::time::SystemTime;
 
 const PIP_HINT: &str = "pip install nvidia-cuda-runtime-cu12 nvidia-cuda-runtime";
+/// The file name (and soname) under which a wheel vendors a runtime: auditwheel's hashed form.
+const VENDORED_CUDART: &str = "libcudart-1a2b3c4d.so.12";
+/// NVIDIA's runtime 12 as a wheel vendors it, in its own directory (patchelf sets the soname).
+const VENDORED_REAL_CUDART: &str = "libcudart-5e6f7a8b.so.12";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -72,6 +76,10 @@ fn main() {
             // No stale binary from an earlier build may stand in for a missing runtime.
             None => b.remove_program(name),
         }
+    }
+    match &rt12 {
+        Some(dir) => b.vendored_real_runtime_program(dir),
+        None => b.remove_program("real_rt12_vendored"),
     }
     let show = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
     println!("cargo:rustc-env=CUDA_FAULT_REAL_CUDART12={}", show(&rt12));
@@ -211,6 +219,32 @@ impl Builder {
             ],
         );
         self.shared_lib("libnvidia-ml.so.1", Some("libnvidia-ml.so"), &[self.src("fake_nvml.c")]);
+        // The same fake runtime as a wheel vendors it (auditwheel: a hashed file name and soname),
+        // and a library that is no runtime at all but carries the runtime's file name.
+        self.shared_lib(
+            VENDORED_CUDART,
+            None,
+            &[
+                format!("-Wl,--version-script={}", self.src("fake_cudart.map")),
+                self.src("fake_cudart.c"),
+                "-ldl".into(),
+            ],
+        );
+        self.shared_lib(
+            "libcudart.so.99",
+            None,
+            &[self.src("decoy.c"), format!("-L{}", self.lib.display()), "-lcuda".into(), self.rpath(&[&self.lib])],
+        );
+        self.shared_lib(
+            "libplugin_vendored.so",
+            None,
+            &[
+                self.src("plugin.c"),
+                format!("-L{}", self.lib.display()),
+                format!("-l:{VENDORED_CUDART}"),
+                self.rpath(&[&self.lib]),
+            ],
+        );
         self.shared_lib(
             "libplugin.so",
             None,
@@ -249,6 +283,9 @@ impl Builder {
         self.program("lockstep_probe", &[s("lockstep_probe.c"), o("-lcudart")]);
         self.program("draw_probe", &[s("draw_probe.c"), o("-lcudart")]);
         self.program("call_probe", &[s("call_probe.c"), o("-lcudart"), o("-lcuda")]);
+        self.program("draw_probe_vendored", &[s("draw_probe.c"), format!("-l:{VENDORED_CUDART}")]);
+        self.program("decoy_probe", &[s("decoy_probe.c"), o("-lcudart"), o("-l:libcudart.so.99")]);
+        self.program("rt_dlopen", &[s("rt_dlopen.c"), o("-ldl")]);
     }
 
     /// A program linked against musl (an Alpine-style tool in a CUDA container), when musl-gcc
@@ -301,6 +338,39 @@ impl Builder {
             }
         }
         args.push(self.rpath(&[&real_lib, &self.lib]));
+        self.cc(&self.bin.join(name), &args);
+    }
+}
+
+impl Builder {
+    /// `real_rt12_vendored`: real_rt.c on a copy of NVIDIA's runtime 12 renamed the way auditwheel
+    /// vendors it into a wheel (file name and soname `VENDORED_REAL_CUDART`, set with patchelf),
+    /// linked by that name. Without patchelf the program is not built, and the test that runs
+    /// it names the package.
+    fn vendored_real_runtime_program(&self, dir: &Path) {
+        let name = "real_rt12_vendored";
+        let vendored_dir = self.lib.parent().expect("OUT_DIR").join("real-vendored");
+        fs::create_dir_all(&vendored_dir).expect("create OUT_DIR/real-vendored");
+        let copy = vendored_dir.join(VENDORED_REAL_CUDART);
+        let source = dir.join("lib/libcudart.so.12");
+        if !copy.exists() || mtime(&copy) < mtime(&source) {
+            let tmp = vendored_dir.join(format!("{VENDORED_REAL_CUDART}.tmp"));
+            fs::copy(&source, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+            let patched = Command::new("patchelf").arg("--set-soname").arg(VENDORED_REAL_CUDART).arg(&tmp).status();
+            if !patched.is_ok_and(|s| s.success()) {
+                println!("cargo:warning=patchelf is missing or failed: {name} is not built (apt-get install patchelf)");
+                remove_if_exists(&tmp);
+                self.remove_program(name);
+                return;
+            }
+            fs::rename(&tmp, &copy).expect("put the vendored runtime in place");
+        }
+        let args = vec![
+            self.src("real_rt.c"),
+            format!("-L{}", vendored_dir.display()),
+            format!("-l:{VENDORED_REAL_CUDART}"),
+            self.rpath(&[&vendored_dir, &self.lib]),
+        ];
         self.cc(&self.bin.join(name), &args);
     }
 }

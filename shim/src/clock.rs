@@ -12,6 +12,17 @@ pub fn monotonic_ns() -> u64 {
     now(libc::CLOCK_MONOTONIC)
 }
 
+/// CLOCK_MONOTONIC in milliseconds.
+pub fn monotonic_ms() -> u64 {
+    monotonic_ns() / 1_000_000
+}
+
+/// CLOCK_MONOTONIC_COARSE in milliseconds: the time of the last timer tick (a few ms behind at
+/// most), read from the vDSO in a few nanoseconds.
+pub fn coarse_ms() -> u64 {
+    now(libc::CLOCK_MONOTONIC_COARSE) / 1_000_000
+}
+
 /// CLOCK_REALTIME in nanoseconds (file timestamps are on this clock).
 pub fn realtime_ns() -> i128 {
     let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };

@@ -57,6 +57,8 @@ fn decide(slot: usize, regs: &Regs, ret: usize) -> Verdict {
     }
     if g & gate::EVERY_CALL != 0 {
         lifecycle::check(true);
+    } else {
+        lifecycle::check_if_late();
     }
     let Some(meta) = slots::meta(slot) else {
         return Verdict::Return(999); // unreachable: trampolines only exist for published slots
@@ -85,7 +87,7 @@ fn decide(slot: usize, regs: &Regs, ret: usize) -> Verdict {
     let judged = judge::judge(slot, regs, &meta, active);
     if meta.api == Api::Runtime {
         let passed = judged.selected && judged.verdict == Verdict::Forward;
-        nesting::runtime_call(active.period, passed, slots::real(slot));
+        nesting::runtime_call(active.period, passed, slot);
         return last_error::track(&meta, active.period, judged.verdict);
     }
     judged.verdict

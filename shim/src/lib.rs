@@ -53,6 +53,7 @@ mod libc_extra;
 mod lifecycle;
 mod lock;
 mod nesting;
+mod objects;
 mod once;
 mod period_cell;
 mod plan;
@@ -70,11 +71,28 @@ core::arch::global_asm!(include_str!(concat!(env!("OUT_DIR"), "/slots.s")));
 
 /// One exported function of hooks.list.
 pub struct Export {
-    pub name: &'static str,
-    pub cname: &'static core::ffi::CStr,
+    /// Where its NUL-terminated name starts in `generated::NAMES`, and its length.
+    at: u32,
+    len: u16,
     pub api: Api,
     pub flags: hook_list::flags::Flags,
     pub function: hook_list::FunctionId,
+}
+
+impl Export {
+    fn name_with_nul(&self) -> &'static [u8] {
+        let at = self.at as usize;
+        generated::NAMES.get(at..=at + usize::from(self.len)).unwrap_or(b"?\0")
+    }
+
+    pub fn name(&self) -> &'static str {
+        let n = self.name_with_nul();
+        core::str::from_utf8(&n[..n.len() - 1]).unwrap_or("?")
+    }
+
+    pub fn cname(&self) -> &'static core::ffi::CStr {
+        core::ffi::CStr::from_bytes_with_nul(self.name_with_nul()).unwrap_or(c"?")
+    }
 }
 
 mod generated {

@@ -69,144 +69,17 @@ pub fn at_fork_child(child: extern "C" fn()) -> bool {
     false
 }
 
-/// The address of the function `name` as the first loaded object other than `skip_base`'s
-/// defines it, read from the objects' dynamic symbol tables (GNU or SysV hash). For C libraries
-/// without `dlvsym`, to find the real `dlsym` that the shim's own `dlsym` shadows.
-pub fn lookup_loaded(name: &CStr, skip_base: usize) -> usize {
-    struct Search<'a> {
-        name: &'a [u8],
-        skip: usize,
-        found: usize,
-    }
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
-        // SAFETY: called by dl_iterate_phdr with a valid info and our Search as data.
-        unsafe {
-            let s = &mut *(data as *mut Search<'_>);
-            let info = &*info;
-            let base = info.dlpi_addr as usize;
-            if s.found != 0 || (base == s.skip && base != 0) || info.dlpi_phdr.is_null() {
-                return 0;
-            }
-            let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum));
-            if let Some(dynamic) = phdrs.iter().find(|p| p.p_type == libc::PT_DYNAMIC) {
-                s.found = elf::find(base, (base + dynamic.p_vaddr as usize) as *const elf::Dyn, s.name);
-            }
-            i32::from(s.found != 0)
+/// The address of the function `name` as the first loaded object other than this library
+/// defines it, read from the objects' dynamic symbol tables. For C libraries without `dlvsym`,
+/// to find the real `dlsym` that the shim's own `dlsym` shadows.
+pub fn lookup_loaded(name: &CStr) -> usize {
+    let own = crate::objects::own();
+    let mut found = 0;
+    crate::objects::each(|o| {
+        if !o.contains(own) {
+            found = o.defines(name);
         }
-    }
-    let mut s = Search { name: name.to_bytes(), skip: skip_base, found: 0 };
-    // SAFETY: the callback only reads loader-owned tables of loaded objects.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&mut s as *mut Search<'_>).cast()) };
-    s.found
-}
-
-mod elf {
-    //! Just enough of the ELF dynamic section to look a defined function up by name.
-
-    #[repr(C)]
-    pub struct Dyn {
-        tag: isize,
-        val: usize,
-    }
-
-    #[repr(C)]
-    struct Sym {
-        name: u32,
-        info: u8,
-        other: u8,
-        shndx: u16,
-        value: u64,
-        size: u64,
-    }
-
-    const DT_NULL: isize = 0;
-    const DT_HASH: isize = 4;
-    const DT_STRTAB: isize = 5;
-    const DT_SYMTAB: isize = 6;
-    const DT_GNU_HASH: isize = 0x6fff_fef5;
-    const STT_FUNC: u8 = 2;
-
-    /// # Safety
-    /// `dynamic` is the loaded `PT_DYNAMIC` of the object at `base`.
-    pub unsafe fn find(base: usize, dynamic: *const Dyn, name: &[u8]) -> usize {
-        let (mut strtab, mut symtab, mut gnu, mut sysv) = (0usize, 0usize, 0usize, 0usize);
-        // SAFETY: the dynamic section ends with DT_NULL.
-        unsafe {
-            let mut d = dynamic;
-            while (*d).tag != DT_NULL {
-                match (*d).tag {
-                    DT_STRTAB => strtab = (*d).val,
-                    DT_SYMTAB => symtab = (*d).val,
-                    DT_GNU_HASH => gnu = (*d).val,
-                    DT_HASH => sysv = (*d).val,
-                    _ => {}
-                }
-                d = d.add(1);
-            }
-        }
-        // glibc relocates these entries in place; other loaders leave them relative to the base.
-        let fix = |p: usize| if p != 0 && p < base { p + base } else { p };
-        let (strtab, symtab, gnu, sysv) = (fix(strtab), fix(symtab), fix(gnu), fix(sysv));
-        if strtab == 0 || symtab == 0 {
-            return 0;
-        }
-        let symbol = |i: usize| -> usize {
-            // SAFETY: i comes from the object's own hash table, so it indexes its symbol table.
-            unsafe {
-                let sym = &*(symtab as *const Sym).add(i);
-                let sname = core::ffi::CStr::from_ptr((strtab + sym.name as usize) as *const core::ffi::c_char);
-                if sym.shndx != 0 && sym.info & 0xf == STT_FUNC && sname.to_bytes() == name {
-                    base + sym.value as usize
-                } else {
-                    0
-                }
-            }
-        };
-        // SAFETY: the hash tables belong to the loaded object and are laid out as the ELF gABI
-        // and the GNU hash format define.
-        unsafe {
-            if gnu != 0 {
-                let h = gnu_hash(name);
-                let w = gnu as *const u32;
-                let (nbuckets, symoffset, bloom_words) = (*w as usize, *w.add(1) as usize, *w.add(2) as usize);
-                if nbuckets == 0 {
-                    return 0;
-                }
-                let buckets = (gnu + 16 + bloom_words * core::mem::size_of::<usize>()) as *const u32;
-                let chains = buckets.add(nbuckets);
-                let mut i = *buckets.add(h as usize % nbuckets) as usize;
-                if i < symoffset {
-                    return 0;
-                }
-                loop {
-                    let ch = *chains.add(i - symoffset);
-                    if ch | 1 == h | 1 {
-                        let found = symbol(i);
-                        if found != 0 {
-                            return found;
-                        }
-                    }
-                    if ch & 1 != 0 {
-                        return 0;
-                    }
-                    i += 1;
-                }
-            }
-            if sysv != 0 {
-                let w = sysv as *const u32;
-                let nchain = *w.add(1) as usize;
-                for i in 1..nchain {
-                    let found = symbol(i);
-                    if found != 0 {
-                        return found;
-                    }
-                }
-            }
-        }
-        0
-    }
-
-    fn gnu_hash(name: &[u8]) -> u32 {
-        name.iter().fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(u32::from(c)))
-    }
+        found != 0
+    });
+    found
 }

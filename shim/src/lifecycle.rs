@@ -9,11 +9,11 @@
 
 use core::ffi::c_void;
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::once::Once;
 use crate::state::{self, gate};
-use crate::{config, gate, plan, toggle};
+use crate::{clock, config, gate, plan, toggle};
 
 static FIRST: Once = Once::new();
 
@@ -48,8 +48,33 @@ pub fn check(wait: bool) {
     let Some(c) = config::get() else {
         return;
     };
-    toggle::check(c, wait, state::apply);
+    if toggle::check(c, wait, state::apply) {
+        LAST_CHECK_MS.store(clock::coarse_ms(), Ordering::Release);
+    }
     state::settle();
+}
+
+/// When the toggle file was last checked (coarse clock, ms).
+static LAST_CHECK_MS: AtomicU64 = AtomicU64::new(0);
+/// How late the poller may be before a call checks the file itself: the coarse clock's tick and
+/// a poller woken a little late stay within it.
+const LATE_MS: u64 = 5;
+
+/// For a call on the slow path (faults on): when the last check is older than the poll interval
+/// allows, the poller is starved (busy threads outnumber the cores) and this call checks the file
+/// itself, so a fault turned off or changed stops being applied within the interval plus
+/// [`LATE_MS`]. Never waits: a check in progress elsewhere is as good.
+pub fn check_if_late() {
+    let Some(c) = config::get() else {
+        return;
+    };
+    if c.poll_ms == 0 {
+        return; // checked on every call already
+    }
+    let last = LAST_CHECK_MS.load(Ordering::Acquire);
+    if clock::coarse_ms().saturating_sub(last) > u64::from(c.poll_ms) + LATE_MS {
+        check(false);
+    }
 }
 
 static FORK_HANDLER: AtomicU32 = AtomicU32::new(0);
@@ -84,12 +109,53 @@ mod poller {
         let name = c"cuda-fault-poll";
         // SAFETY: naming the current thread with a NUL-terminated string of < 16 bytes.
         unsafe { libc::pthread_setname_np(libc::pthread_self(), name.as_ptr()) };
+        short_slice();
         loop {
             let ms = i64::from(INTERVAL_MS.load(Ordering::Relaxed));
             let ts = libc::timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 };
             // SAFETY: ts is valid; an interrupted sleep just checks early.
             unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
             let _ = std::panic::catch_unwind(|| check(true));
+        }
+    }
+
+    /// `struct sched_attr` of sched_setattr(2).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+
+    /// The shortest time slice the scheduler grants a normal thread (EEVDF, Linux 6.12+).
+    const SLICE_NS: u64 = 100_000;
+
+    /// Asks for a short time slice, keeping the thread's policy and nice value. A thread that
+    /// sleeps between short checks gets the CPU soon after it wakes even when busy threads
+    /// outnumber the cores; with the default slice it waits for its turn among all of them
+    /// (tens of ms with 64 busy threads on 2 cores). Older kernels ignore the request; a
+    /// refusal changes nothing.
+    fn short_slice() {
+        let mut attr =
+            SchedAttr { size: 0, policy: 0, flags: 0, nice: 0, priority: 0, runtime: 0, deadline: 0, period: 0 };
+        let size = core::mem::size_of::<SchedAttr>() as u32;
+        // SAFETY: sched_getattr/sched_setattr on the calling thread (0) with a buffer of `size`.
+        unsafe {
+            if libc::syscall(libc::SYS_sched_getattr, 0, &mut attr as *mut SchedAttr, size, 0) != 0 {
+                return;
+            }
+            if attr.policy != libc::SCHED_OTHER as u32 {
+                return; // an inherited real-time or idle policy is the application's choice
+            }
+            attr.size = size;
+            attr.flags = 0;
+            attr.runtime = SLICE_NS;
+            libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
         }
     }
 

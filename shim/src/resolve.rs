@@ -1,10 +1,10 @@
 //! Finding the real functions behind the shim's exports, and telling which library a function
 //! pointer belongs to. Nothing here runs on the fast path: results are cached in the slot table.
 
-use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ffi::{c_char, c_void, CStr};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::Api;
+use crate::{objects, Api};
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
@@ -33,7 +33,7 @@ pub fn real_dlsym() -> Option<DlsymFn> {
                 .map(|v| unsafe { dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), v.as_ptr()) } as usize)
                 .find(|&f| f != 0)
                 .unwrap_or(0),
-            None => crate::libc_extra::lookup_loaded(c"dlsym", own_base()),
+            None => crate::libc_extra::lookup_loaded(c"dlsym"),
         };
         if p != 0 {
             cell.store(p, Ordering::Release);
@@ -82,12 +82,13 @@ pub fn is_own(addr: usize) -> bool {
 pub enum Owner {
     /// This library (one of our exports or trampolines).
     Shim,
-    /// A CUDA library, judged by the file name of its object.
+    /// A CUDA library: a runtime by what it defines (see `objects`), the driver and NVML by the
+    /// sonames they are always loaded by (they come with the kernel driver and are never bundled).
     Cuda(Api),
     Other,
 }
 
-/// Who `addr` belongs to, from one `dladdr`.
+/// Who `addr` belongs to.
 pub fn owner(addr: usize) -> Owner {
     let Some(info) = dladdr(addr) else {
         return Owner::Other;
@@ -96,21 +97,34 @@ pub fn owner(addr: usize) -> Owner {
     if own != 0 && info.dli_fbase as usize == own {
         return Owner::Shim;
     }
-    if info.dli_fname.is_null() {
-        return Owner::Other;
-    }
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
-    let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
-    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    if file.starts_with(b"libcudart.so") {
-        Owner::Cuda(Api::Runtime)
-    } else if file.starts_with(b"libcuda.so") {
+    let file = if info.dli_fname.is_null() {
+        &b""[..]
+    } else {
+        // SAFETY: dli_fname is a NUL-terminated path owned by the loader while the object is loaded.
+        let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
+        path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+    };
+    if file.starts_with(b"libcuda.so") {
         Owner::Cuda(Api::Driver)
     } else if file.starts_with(b"libnvidia-ml.so") {
         Owner::Cuda(Api::Nvml)
+    } else if in_cuda_runtime(addr) {
+        Owner::Cuda(Api::Runtime)
     } else {
         Owner::Other
     }
+}
+
+/// Whether `addr` lies in a loaded CUDA runtime, whatever its file is called.
+fn in_cuda_runtime(addr: usize) -> bool {
+    let own = objects::own();
+    let mut runtime = false;
+    objects::each(|o| {
+        let holds = o.contains(addr);
+        runtime = holds && o.is_cuda_runtime(own);
+        holds
+    });
+    runtime
 }
 
 /// The real function named `name` in `api`'s library. Tries `RTLD_NEXT` first (the ordinary
@@ -122,7 +136,7 @@ pub fn find(api: Api, name: &CStr) -> usize {
         return p;
     }
     match api {
-        Api::Runtime => find_in_loaded(b"libcudart.so", name),
+        Api::Runtime => find_in_runtimes(name),
         Api::Driver => find_in_library(c"libcuda.so.1", name),
         Api::Nvml => find_in_library(c"libnvidia-ml.so.1", name),
     }
@@ -149,36 +163,22 @@ fn find_in_library(soname: &CStr, name: &CStr) -> usize {
     0
 }
 
-/// Looks `name` up in every loaded object whose file name starts with `prefix`.
-fn find_in_loaded(prefix: &[u8], name: &CStr) -> usize {
+/// Looks `name` up in every loaded CUDA runtime, in load order, whatever scope it was loaded
+/// into and whatever its file is called (a wheel's `libcudart-<hash>.so.12`).
+fn find_in_runtimes(name: &CStr) -> usize {
     const MAX: usize = 8;
-    struct Found<'a> {
-        prefix: &'a [u8],
-        names: [*const c_char; MAX],
-        n: usize,
-    }
-    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
-        // SAFETY: called by dl_iterate_phdr with a valid info and our Found as data.
-        unsafe {
-            let found = &mut *(data as *mut Found<'_>);
-            let path = (*info).dlpi_name;
-            if path.is_null() || found.n == MAX {
-                return 0;
-            }
-            let bytes = CStr::from_ptr(path).to_bytes();
-            let file = bytes.rsplit(|&b| b == b'/').next().unwrap_or(bytes);
-            if file.starts_with(found.prefix) {
-                found.names[found.n] = path;
-                found.n += 1;
-            }
+    let own = objects::own();
+    let mut paths: [*const c_char; MAX] = [core::ptr::null(); MAX];
+    let mut n = 0;
+    objects::each(|o| {
+        if let Some(path) = o.path().filter(|_| o.is_cuda_runtime(own)) {
+            paths[n] = path.as_ptr();
+            n += 1;
         }
-        0
-    }
-    let mut found = Found { prefix, names: [core::ptr::null(); MAX], n: 0 };
-    // SAFETY: the callback only records pointers; dlopen is called after the iteration because
-    // dl_iterate_phdr holds the loader's lock.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&mut found as *mut Found<'_>).cast()) };
-    for &path in &found.names[..found.n] {
+        n == MAX
+    });
+    // dlopen only after the iteration: dl_iterate_phdr holds the loader's lock.
+    for &path in &paths[..n] {
         // SAFETY: path names an object that is loaded (NOLOAD never loads anything new).
         let h = unsafe { libc::dlopen(path, libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
         if h.is_null() {

@@ -8,17 +8,18 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use hook_list::FunctionId;
 
-use crate::generated::{EXPORTS, EXPORT_COUNT, POOL_SIZE};
+use crate::generated::{EXPORTS, EXPORT_COUNT, POOL_SIZE, SLOT_BYTES};
 use crate::{resolve, Api};
 
-const TOTAL: usize = EXPORT_COUNT + POOL_SIZE;
+/// Every slot: the exports, then the pool.
+pub const TOTAL: usize = EXPORT_COUNT + POOL_SIZE;
 const NAME_MAX: usize = 64;
 
 unsafe extern "C" {
     /// Real-function pointers, one per slot (slots.s).
     static cf_real: [AtomicUsize; TOTAL];
-    /// The pool trampolines' addresses (slots.s).
-    static cf_pool_entries: [usize; POOL_SIZE];
+    /// The first pool trampoline (slots.s); the others follow, one every SLOT_BYTES.
+    static cf_pool_base: u8;
 }
 
 fn real_cell(slot: usize) -> &'static AtomicUsize {
@@ -60,7 +61,8 @@ static POOL: [PoolSlot; POOL_SIZE] = [const {
         data: UnsafeCell::new(PoolData {
             name: [0; NAME_MAX],
             len: 0,
-            api: Api::Driver,
+            // All zero, so the 4096 slots cost no file space and no page until used (.bss).
+            api: Api::Runtime,
             flags: 0,
             function: None,
             version: 0,
@@ -83,7 +85,7 @@ fn pool_data(p: usize) -> Option<&'static PoolData> {
 pub fn meta(slot: usize) -> Option<Meta> {
     if slot < EXPORT_COUNT {
         let h = &EXPORTS[slot];
-        return Some(Meta { name: h.name, api: h.api, flags: h.flags, function: Some(h.function) });
+        return Some(Meta { name: h.name(), api: h.api, flags: h.flags, function: Some(h.function) });
     }
     let d = pool_data(slot.checked_sub(EXPORT_COUNT).filter(|&p| p < POOL_SIZE)?)?;
     Some(Meta {
@@ -103,7 +105,7 @@ pub fn ensure_real(slot: usize) -> bool {
         return true;
     }
     let h = &EXPORTS[slot];
-    let p = resolve::find(h.api, h.cname);
+    let p = resolve::find(h.api, h.cname());
     if p == 0 {
         return false;
     }
@@ -169,6 +171,6 @@ pub fn wrap(api: Api, name: &[u8], version: i32, cu_flags: u64, real: usize, fun
 }
 
 fn pool_entry(p: usize) -> usize {
-    // SAFETY: cf_pool_entries has POOL_SIZE entries; p < POOL_SIZE.
-    unsafe { cf_pool_entries[p] }
+    // Only the address of the symbol is taken; p < POOL_SIZE trampolines follow it.
+    core::ptr::addr_of!(cf_pool_base) as usize + p * SLOT_BYTES
 }

@@ -88,7 +88,8 @@ fn the_shipped_shim_loads_into_a_musl_program_and_stays_out_of_its_way() {
         "1",
         "musl-gcc was not found when the tests were built: apt install musl-tools, then rebuild"
     );
-    // The shipped build (manifests/image/build.sh): a plain `cargo build` also links libgcc_s.
+    // The shipped build (manifests/image/build.sh): a plain `cargo build` also needs the glibc
+    // loader by name.
     let shim = shipped("x86_64").shim.display().to_string();
     let dir = scratch_dir("musl");
     let file = dir.join("toggle");

@@ -54,6 +54,16 @@ fn needs_no_cuda_library() {
 }
 
 #[test]
+fn loads_no_library_but_the_c_library() {
+    // Every library the shim needs is opened and mapped by every process it is preloaded into,
+    // `sh` and `true` included: the unwinder (libgcc_s) is linked in statically.
+    let bytes = std::fs::read(shim_path()).unwrap();
+    let elf = Elf::parse(&bytes).unwrap();
+    let extra: Vec<&&str> = elf.libraries.iter().filter(|l| **l != "libc.so.6" && !l.starts_with("ld-linux")).collect();
+    assert!(extra.is_empty(), "DT_NEEDED beyond the C library: {extra:?} (all: {:?})", elf.libraries);
+}
+
+#[test]
 fn every_exported_trampoline_starts_on_its_own_32_byte_slot() {
     // The test-and-jump of a trampoline that straddles a cache line costs every call of it.
     let bytes = std::fs::read(shim_path()).unwrap();
