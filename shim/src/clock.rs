@@ -12,11 +12,6 @@ pub fn monotonic_ns() -> u64 {
     now(libc::CLOCK_MONOTONIC)
 }
 
-/// CLOCK_MONOTONIC in milliseconds.
-pub fn monotonic_ms() -> u64 {
-    monotonic_ns() / 1_000_000
-}
-
 /// CLOCK_MONOTONIC_COARSE in milliseconds: the time of the last timer tick (a few ms behind at
 /// most), read from the vDSO in a few nanoseconds.
 pub fn coarse_ms() -> u64 {
