@@ -80,8 +80,12 @@ class Scenario:
     names and ``@launch``, ``@memcpy``, ``@sync``, ``@alloc``), ``percent`` (0 < P <= 100),
     ``seed``, ``count`` (at most N faults), ``after_calls``, ``after_ms`` (an int of
     milliseconds, a ``timedelta`` or a duration such as ``"5s"``), ``mode`` (``"error"`` or
-    ``"hang"``), ``sticky``. Lists are comma-joined. Any other keyword is passed on as the flag of
-    its name (``surface="x"`` is ``--surface=x``), so keys the grammar gains need no change here.
+    ``"hang"``), ``sticky``, ``surface`` (``"immediate"``: every call fails; ``"async"``: launches
+    succeed and the error surfaces at the next synchronizing call) and ``scope`` (``"process"``:
+    only processes running when the fault went on meet it; ``"device"``: every process); the last
+    two default to the XID's row of the table. Lists are comma-joined. Any other keyword is passed
+    on as the flag of its name (``name="x"`` is ``--name=x``), so keys the grammar gains need no
+    change here.
     """
 
     __slots__ = ("_answer", "_flags")
@@ -99,6 +103,8 @@ class Scenario:
         after_ms: int | datetime.timedelta | str | None = None,
         mode: str | None = None,
         sticky: bool | None = None,
+        surface: str | None = None,
+        scope: str | None = None,
         **keys: KeyValue | None,
     ) -> None:
         named = {
@@ -111,6 +117,8 @@ class Scenario:
             "after_ms": after_ms,
             "mode": mode,
             "sticky": sticky,
+            "surface": surface,
+            "scope": scope,
         }
         self._flags = _flags(xid, {**named, **keys})
         self._answer = _describe(self._flags)
