@@ -127,15 +127,15 @@ mod tests {
     #[test]
     fn every_key_is_described_in_canonical_order() {
         let line = on("1 48 seed=7 percent=5.50 devices=1,0 sticky=true mode=hang count=3 after_calls=2 after_ms=9 \
-                       functions=@launch");
+                       scope=device functions=@launch surface=async");
         let json = serde_json::to_string(&describe(&line)).unwrap();
         assert_eq!(
             json,
-            r#"{"line":"1 48 devices=0,1 after_calls=2 after_ms=9 mode=hang sticky=1 percent=5.5 count=3 functions=@launch seed=7","#
+            r#"{"line":"1 48 devices=0,1 after_calls=2 after_ms=9 mode=hang sticky=1 surface=async scope=device percent=5.5 count=3 functions=@launch seed=7","#
                 .to_string()
-                + r#""xid":48,"keys":{"devices":"0,1","after_calls":"2","after_ms":"9","mode":"hang","sticky":"1","percent":"5.5","count":"3","functions":"@launch","seed":"7"},"#
-                + r#""env":{"CUDA_FAULT_INJECTION_ENABLED":"1","CUDA_XID_TYPE":"48","CUDA_FAULT_DEVICES":"0,1","CUDA_FAULT_AFTER_CALLS":"2","CUDA_FAULT_AFTER_MS":"9","CUDA_FAULT_MODE":"hang","CUDA_FAULT_STICKY":"1","CUDA_FAULT_PERCENT":"5.5","CUDA_FAULT_COUNT":"3","CUDA_FAULT_FUNCTIONS":"@launch","CUDA_FAULT_SEED":"7"},"#
-                + r#""variables":{"enabled":"CUDA_FAULT_INJECTION_ENABLED","toggle_file":"CUDA_FAULT_TOGGLE_FILE","preload":"LD_PRELOAD","scenario":["CUDA_XID_TYPE","CUDA_FAULT_DEVICES","CUDA_FAULT_AFTER_CALLS","CUDA_FAULT_AFTER_MS","CUDA_FAULT_MODE","CUDA_FAULT_STICKY","CUDA_FAULT_PERCENT","CUDA_FAULT_COUNT","CUDA_FAULT_FUNCTIONS","CUDA_FAULT_SEED"]}}"#
+                + r#""xid":48,"keys":{"devices":"0,1","after_calls":"2","after_ms":"9","mode":"hang","sticky":"1","surface":"async","scope":"device","percent":"5.5","count":"3","functions":"@launch","seed":"7"},"#
+                + r#""env":{"CUDA_FAULT_INJECTION_ENABLED":"1","CUDA_XID_TYPE":"48","CUDA_FAULT_DEVICES":"0,1","CUDA_FAULT_AFTER_CALLS":"2","CUDA_FAULT_AFTER_MS":"9","CUDA_FAULT_MODE":"hang","CUDA_FAULT_STICKY":"1","CUDA_FAULT_SURFACE":"async","CUDA_FAULT_SCOPE":"device","CUDA_FAULT_PERCENT":"5.5","CUDA_FAULT_COUNT":"3","CUDA_FAULT_FUNCTIONS":"@launch","CUDA_FAULT_SEED":"7"},"#
+                + r#""variables":{"enabled":"CUDA_FAULT_INJECTION_ENABLED","toggle_file":"CUDA_FAULT_TOGGLE_FILE","preload":"LD_PRELOAD","scenario":["CUDA_XID_TYPE","CUDA_FAULT_DEVICES","CUDA_FAULT_AFTER_CALLS","CUDA_FAULT_AFTER_MS","CUDA_FAULT_MODE","CUDA_FAULT_STICKY","CUDA_FAULT_SURFACE","CUDA_FAULT_SCOPE","CUDA_FAULT_PERCENT","CUDA_FAULT_COUNT","CUDA_FAULT_FUNCTIONS","CUDA_FAULT_SEED"]}}"#
         );
     }
 
@@ -149,6 +149,8 @@ mod tests {
             "mode" => "hang",
             "sticky" => "1",
             "percent" => "5",
+            "surface" => "async",
+            "scope" => "device",
             _ => "3",
         };
         for k in Key::ALL {
