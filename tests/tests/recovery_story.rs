@@ -53,6 +53,10 @@ fn assert_fails_79(r: &Run, when: &str) {
 const HOLDING_79: &str = "holding \"1 79\" in /host-fault/cuda_fault_enabled until this pod stops: faults on: XID 79 \
                           (GPU_HAS_FALLEN_OFF_THE_BUS); keys not set here come from the pod's CUDA_FAULT_* variables";
 
+/// What a replacing hold pod says when the node's file already holds its line.
+const KEPT: &str = "kept: the file already held this fault (a previous hold pod's), so it was not rewritten: running \
+                    processes see no new fault";
+
 /// The fault resource as the fake API shows it: the DaemonSet (this uid) and the two nodes.
 fn apply(api: &FakeApi, uid: &str) {
     api.set(objects::DAEMONSET_PATH, &objects::daemonset(uid));
@@ -149,7 +153,7 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     assert_eq!(
         r.stdout.trim_end(),
         "SIGTERM: kept /host-fault/cuda_fault_enabled: DaemonSet cuda-fault/cuda-fault-hold still targets node node-a, so the \
-         fault stays on (this pod was evicted, drained, updated or restarted; its replacement writes the file again)"
+         fault stays on (this pod was evicted, drained, updated or restarted; its replacement holds the file as it is)"
     );
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n");
     assert_fails_79(&cluster.pod(&a), "a restart on A after the eviction");
@@ -163,8 +167,14 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     api.remove(objects::DAEMONSET_PATH);
     let r = cluster.stop(hold2);
     assert_eq!(
-        r.stdout.trim_end(),
-        "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was deleted"
+        r.lines(),
+        [
+            KEPT,
+            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was \
+             deleted"
+        ],
+        "{}",
+        r.describe()
     );
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
     assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
@@ -195,6 +205,102 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     {
         assert!(asked.contains(&format!("GET {path}")), "{path} never asked: {asked:?}");
     }
+}
+
+/// Reads a running worker's stdout until a line starting with `prefix`; that line.
+fn read_until(out: &mut impl BufRead, prefix: &str, who: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{who} ended before printing {prefix:?}");
+        if line.starts_with(prefix) {
+            return line.trim_end().to_string();
+        }
+    }
+}
+
+/// The other recovery: an application-level XID (31, an MMU fault: `async`, `process` in the
+/// table). The running worker's launches still succeed and the error surfaces at its next
+/// synchronize; the kubelet restarts it in place on the same node, where it serves, because a
+/// process started after the fault met it runs clean. The hold pod evicted and replaced keeps the
+/// file as it is, so the restarted worker is not faulted again; deleting the fault removes it.
+#[test]
+fn an_application_xid_fails_at_the_sync_and_a_restart_in_place_recovers() {
+    let scratch = scratch_dir("story-31");
+    let podman = Podman::new(&scratch.join("podman"));
+    let cluster = story_cluster(&scratch, &podman, "story31");
+    let a = Cluster::node_dir(&scratch, "node-a");
+    let marker = a.join("cuda_fault_enabled");
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&scratch);
+    std::fs::create_dir_all(scratch.join("fault")).unwrap();
+    let config = config_map_dir(&scratch.join("fault"), &[("xid", "31")]);
+    let hold_on_a = |pod: &str| {
+        api.set(&objects::pod_path(pod), &objects::hold_pod(pod, "node-a", "uid-31"));
+        let hold = cluster.hold(&a, "node-a", pod, &config, &kubeconfig);
+        assert!(hold.started.starts_with("holding \"1 31\" in /host-fault/cuda_fault_enabled"), "{}", hold.started);
+        hold
+    };
+
+    // A worker runs on A; `kubectl apply -k kustomize/xid31`: its launch check passes, its next
+    // synchronize fails with the MMU fault's error, and it exits.
+    let (volume, args) = cluster.pod_args(&a, &["WORKLOAD_FOREVER=1"], &["0", "5"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = podman.command(&args).spawn().expect("start the worker");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "step 3 ok", "the worker on A");
+    apply(&api, "uid-31");
+    let hold1 = hold_on_a("cuda-fault-hold-a1");
+    let fail = read_until(&mut out, "FAIL ", "the worker on A");
+    let r = finish(child, Duration::from_secs(60));
+    assert_eq!(fail, "FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700", "{}", r.describe());
+    assert_eq!(r.status, 1, "{}", r.describe());
+    assert!(
+        r.stderr.lines().any(|l| l == "[XID 31 SIM] cudaStreamSynchronize -> cudaErrorIllegalAddress (700)"),
+        "{}",
+        r.describe()
+    );
+    podman.ok(&["volume", "rm", &volume]);
+
+    // The kubelet restarts it in place: on the same node, with the fault still on, it serves.
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 31\n");
+    assert_serves(&cluster.pod(&a), "restarted in place on node A, the fault still on");
+
+    // A worker runs while the hold pod is evicted and replaced (the DaemonSet is still there):
+    // the replacement keeps the file, so the worker never sees a new fault.
+    // 2000 steps of 5 ms: it outlasts the swap of hold pods, checked below.
+    let (volume, args) = cluster.pod_args(&a, &[], &["2000", "5"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = podman.command(&args).spawn().expect("start the worker");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "step 3 ok", "the restarted worker on A");
+    let r = cluster.stop(hold1);
+    assert!(r.stdout.starts_with("SIGTERM: kept /host-fault/cuda_fault_enabled: DaemonSet"), "{}", r.describe());
+    let before = std::fs::metadata(&marker).unwrap();
+    let hold2 = hold_on_a("cuda-fault-hold-a2");
+    let after = std::fs::metadata(&marker).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((after.ino(), after.mtime_nsec()), (before.ino(), before.mtime_nsec()), "the file was rewritten");
+    assert!(child.try_wait().unwrap().is_none(), "the worker ended before the replacement hold pod started");
+    let rest = read_until(&mut out, "workload ok", "the restarted worker on A");
+    let r = finish(child, Duration::from_secs(60));
+    assert_eq!((rest.as_str(), r.status), ("workload ok", 0), "{}", r.describe());
+    podman.ok(&["volume", "rm", &volume]);
+
+    // `kubectl delete -k kustomize/xid31`: the replacement removes the file it adopted.
+    api.remove(objects::DAEMONSET_PATH);
+    let r = cluster.stop(hold2);
+    assert_eq!(
+        r.lines(),
+        [
+            KEPT,
+            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was \
+             deleted"
+        ],
+        "{}",
+        r.describe()
+    );
+    assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
 }
 
 /// `cuda-fault hold` as a plain process (the helper build.rs builds), stopped with SIGTERM.
@@ -530,4 +636,74 @@ fn fault_commands_follow_the_hold_pods_readiness_and_the_kernel_log_xid_in_conta
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 48\n");
     cluster.node_job(&a, &["clean"]);
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
+}
+
+/// The Python API's `cuda_fault.cluster.Fault` in the container story: `__enter__` returns the
+/// fault's status once the hold pod's readiness probe (run in its container) passed, and
+/// `__exit__` returns once the pod stopped and removed the file. The time from `__enter__` to
+/// Ready is printed (README's figure).
+#[test]
+fn the_python_fault_context_manager_waits_for_ready_and_for_the_removal() {
+    use std::io::Write;
+    let scratch = scratch_dir("python-fault");
+    let podman = Podman::new(&scratch.join("podman"));
+    let cluster = story_cluster(&scratch, &podman, "pyfault");
+    let a = Cluster::node_dir(&scratch, "node-a");
+    let marker = a.join("cuda_fault_enabled");
+    let api = FakeApi::start();
+    let kubeconfig = api.kubeconfig(&scratch);
+    api.set(&objects::node_path("node-a"), &objects::node("node-a", false));
+    let ctl = Controller { cluster: &cluster, api: &api, kubeconfig: &kubeconfig, node: &a, scratch: &scratch };
+    let kmsg = scratch.join("kmsg-node-a");
+    std::fs::write(&kmsg, "").unwrap();
+    let script = r#"
+import json, sys, time
+from cuda_fault.cluster import Fault
+t0 = time.monotonic()
+with Fault(79, nodes=["node-a"], kubeconfig=sys.argv[1], wait_timeout=120) as status:
+    print(json.dumps({"ms": (time.monotonic() - t0) * 1000, "in_effect": status.in_effect,
+                      "line": status.line, "pods": [[p.node, p.pod, p.ready] for p in status.pods]}), flush=True)
+    sys.stdin.readline()
+print("exited", flush=True)
+"#;
+    let root = cuda_fault_tests::workspace_root();
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .arg(&kubeconfig)
+        .env("PYTHONPATH", root.join("python"))
+        .env("CUDA_FAULT_BINARY", helper_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let hold = start_hold_pod(&ctl, &mut python, "cuda-fault-hold-py", &kmsg);
+    wait_for("the hold pod's readiness probe to pass", || {
+        Some(cluster.probe("cuda-fault-hold-py")).filter(|r| r.status == 0)
+    });
+    report_ready(&api, "cuda-fault-hold-py");
+    let mut out = BufReader::new(python.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let entered: Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    assert_eq!(
+        (&entered["in_effect"], &entered["line"], &entered["pods"]),
+        (&json!(true), &json!("1 79"), &json!([["node-a", "cuda-fault-hold-py", true]]))
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "1 79\n");
+    eprintln!(
+        "Fault.__enter__ returned {:.0} ms after it was called: every hold pod Ready",
+        entered["ms"].as_f64().unwrap()
+    );
+
+    // Leaving the block deletes the fault and waits for the hold pod to stop.
+    python.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    wait_for("the DaemonSet's deletion", || api.get(DS).is_none().then_some(()));
+    let r = cluster.stop(hold);
+    assert!(r.stdout.starts_with("SIGTERM: removed /host-fault/cuda_fault_enabled"), "{}", r.describe());
+    api.set(PODS, r#"{"apiVersion":"v1","kind":"PodList","metadata":{},"items":[]}"#);
+    python.stdout = Some(out.into_inner());
+    let r = finish(python, Duration::from_secs(60));
+    assert_eq!((r.status, r.stdout.trim()), (0, "exited"), "{}", r.describe());
+    assert!(!marker.exists());
 }

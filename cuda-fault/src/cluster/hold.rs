@@ -86,6 +86,6 @@ pub async fn decide(client: &Client, pod: &PodRef) -> Decision {
         return Decision::Remove(format!("{ds_name} no longer selects node {node_name}"));
     }
     Decision::Keep(format!(
-        "{ds_name} still targets node {node_name}, so the fault stays on (this pod was evicted, drained, updated or restarted; its replacement writes the file again)"
+        "{ds_name} still targets node {node_name}, so the fault stays on (this pod was evicted, drained, updated or restarted; its replacement holds the file as it is)"
     ))
 }

@@ -61,6 +61,39 @@ impl Held {
         Ok(Held { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino(), content })
     }
 
+    /// Like [`Held::write`], but a regular file at `path` that already holds exactly this line
+    /// (the previous hold pod's, when this one replaces an evicted or restarted one) is kept as it
+    /// is and adopted. The shim takes every write as a new on-period: rewriting would re-arm
+    /// `count` and `after_*` and, under `scope=process`, fault again the processes that restarted
+    /// clean since the first write. The second value says whether this call wrote the file.
+    pub fn write_or_keep(path: &Path, line: &Line) -> Result<(Held, bool), Failure> {
+        let content = toggle::render(line).into_bytes();
+        if let Some(kept) = Held::adopt(path, &content) {
+            return Ok((kept, false));
+        }
+        Held::write(path, line).map(|h| (h, true))
+    }
+
+    /// The file at `path` when it is a regular file holding exactly `content`, read through one
+    /// descriptor (no symlink followed, never blocking), so the identity and the bytes are of the
+    /// same file.
+    fn adopt(path: &Path, content: &[u8]) -> Option<Held> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() || meta.len() != content.len() as u64 {
+            return None;
+        }
+        let mut found = Vec::with_capacity(content.len());
+        file.take(content.len() as u64 + 1).read_to_end(&mut found).ok()?;
+        (found == content).then(|| Held { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino(), content: found })
+    }
+
     /// Whether `at` is the file written here: the same file, unchanged.
     pub fn is_ours(&self, at: &Path) -> bool {
         match fs::symlink_metadata(at) {
@@ -190,6 +223,43 @@ mod tests {
         assert!(!p.exists());
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0);
         assert_eq!(h.remove_if_ours().unwrap(), Removal::Gone);
+    }
+
+    /// A replacing hold pod keeps a file that holds exactly its line (same inode, same mtime: the
+    /// shim sees no new write) and adopts it as its own; anything else is written afresh, and a
+    /// symbolic link is never followed, even to such a file.
+    #[test]
+    fn a_file_that_already_holds_the_line_is_kept_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("toggle");
+        let line = toggle_grammar::parse(b"1 79").unwrap();
+        let (first, wrote) = Held::write_or_keep(&p, &line).unwrap();
+        assert!(wrote);
+        let before = fs::metadata(&p).unwrap();
+        let (second, wrote) = Held::write_or_keep(&p, &line).unwrap();
+        let after = fs::metadata(&p).unwrap();
+        assert!(!wrote);
+        assert_eq!((second.dev, second.ino, &second.content), (first.dev, first.ino, &first.content));
+        assert_eq!(
+            (after.ino(), after.mtime(), after.mtime_nsec()),
+            (before.ino(), before.mtime(), before.mtime_nsec())
+        );
+        assert!(second.still_ours());
+        assert_eq!(second.remove_if_ours().unwrap(), Removal::Removed);
+        for other in [&b"1 48\n"[..], b"1 79", b"1 79\n\n", b"0\n", b""] {
+            fsops::write_atomic(&p, other, 0o644).unwrap();
+            let (h, wrote) = Held::write_or_keep(&p, &line).unwrap();
+            assert!(wrote, "{other:?} is not the line");
+            assert_eq!(fs::read(&p).unwrap(), b"1 79\n");
+            assert!(h.still_ours());
+        }
+        let target = d.path().join("elsewhere");
+        fs::write(&target, b"1 79\n").unwrap();
+        fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        assert!(Held::write_or_keep(&p, &line).is_err(), "a symlink is neither adopted nor replaced");
+        assert!(fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
     }
 
     /// A write that lands inside the removal is never removed: before the file is set aside

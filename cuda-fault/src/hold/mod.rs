@@ -1,7 +1,9 @@
 //! `cuda-fault hold`: the process of the fault DaemonSet's pods (kustomize/fault). It writes the
 //! node's toggle file once, from the fault ConfigMap mounted at `--config` (or from `enable`'s
 //! flags), optionally logs the driver's Xid line in the node's kernel log ([`crate::kmsg`]), marks
-//! itself ready ([`ready`]), then waits. When it is stopped (SIGTERM or SIGINT; it runs as PID 1,
+//! itself ready ([`ready`]), then waits. A file that already holds exactly its line (an evicted or
+//! restarted hold pod's) is kept, not rewritten, and no second kernel-log line is written: to the
+//! shim every write is a new fault. When it is stopped (SIGTERM or SIGINT; it runs as PID 1,
 //! so the handlers are its own) it asks the Kubernetes API why ([`stop`]) and removes the file only
 //! when the fault resource was deleted or no longer targets this node, and only if the file is
 //! still exactly the one it wrote ([`held`]): a later `cuda-fault node N enable|disable|clean` is
@@ -82,7 +84,7 @@ pub fn run(
     if let Some(ready) = &paths.ready {
         ready::unmark(ready)?;
     }
-    let held = Held::write(&paths.file, &fault.line)?;
+    let (held, wrote) = Held::write_or_keep(&paths.file, &fault.line)?;
     let pod = pod_from_env();
     let _ = writeln!(
         out,
@@ -91,8 +93,16 @@ pub fn run(
         paths.file.display(),
         toggle::effect(&fault.line)
     );
+    if !wrote {
+        let _ = writeln!(
+            out,
+            "kept: the file already held this fault (a previous hold pod's), so it was not rewritten: \
+             running processes see no new fault{}",
+            if fault.kmsg { " and no kernel-log line is written again" } else { "" }
+        );
+    }
     let _ = out.flush();
-    if fault.kmsg {
+    if fault.kmsg && wrote {
         // The toggle fault stands whatever happens here.
         match log_xid(fault, paths) {
             Ok(line) => {
