@@ -81,7 +81,8 @@ async fn inject_then_remove_gives_back_the_object_exactly() {
         json!({"kind": "Deployment", "apiVersion": "apps/v1", "namespace": "prod", "name": "vllm.v1",
                "injected": ["Deployment prod/vllm.v1: container vllm (uses nvidia.com/gpu); LD_PRELOAD keeps /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 from its env after the shim"],
                "annotation": "cuda-fault/injection", "operations": ops.len(),
-               "left_alone": ["Deployment prod/vllm.v1: container vllm-metrics (no GPU)"]})
+               "left_alone": ["Deployment prod/vllm.v1: init container fetch-model (runs to completion)",
+                              "Deployment prod/vllm.v1: container vllm-metrics (no GPU)"]})
     );
     // It opens with test operations: the object's identity, no record yet, then the generator's
     // pins on a scratch copy; only then does it change anything.

@@ -83,6 +83,8 @@ fn scenario_json_is_the_contract_s_object() {
         "CUDA_FAULT_AFTER_MS",
         "CUDA_FAULT_MODE",
         "CUDA_FAULT_STICKY",
+        "CUDA_FAULT_SURFACE",
+        "CUDA_FAULT_SCOPE",
         "CUDA_FAULT_PERCENT",
         "CUDA_FAULT_COUNT",
         "CUDA_FAULT_FUNCTIONS",

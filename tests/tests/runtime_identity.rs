@@ -70,10 +70,12 @@ fn nvidias_runtime_vendored_under_a_hashed_name_passes_its_own_driver_calls_for_
     assert_eq!(bare.lines(), real_runtime_lines([801, 801, 801]), "{}", bare.describe());
     assert_eq!((off.status, &off.stdout, &off.stderr), (bare.status, &bare.stdout, &bare.stderr));
     // The first application call passes, and with it the cuInit the runtime makes for it (on the
-    // fake driver the runtime then answers 801); the next two fault.
-    let r = run(&program, &[], &faults_on(&toggle, &[("CUDA_FAULT_AFTER_CALLS", "1")]), true, T);
-    assert_eq!(r.lines(), real_runtime_lines([801, 214, 214]), "{}", r.describe());
-    assert!(!r.stderr.contains("[XID 48 SIM] cuInit"), "the runtime's own cuInit was judged:\n{}", r.describe());
+    // fake driver the runtime then answers 801); the next two fault. XID 79, which loses the GPU,
+    // faults the device queries too (48 leaves them working).
+    let lost = [("CUDA_FAULT_AFTER_CALLS", "1"), ("CUDA_XID_TYPE", "79")];
+    let r = run(&program, &[], &faults_on(&toggle, &lost), true, T);
+    assert_eq!(r.lines(), real_runtime_lines([801, 100, 100]), "{}", r.describe());
+    assert!(!r.stderr.contains("[XID 79 SIM] cuInit"), "the runtime's own cuInit was judged:\n{}", r.describe());
 }
 
 #[test]
@@ -97,8 +99,9 @@ fn nvidias_runtime_copied_under_another_name_and_loaded_locally_is_faulted_throu
         "{}",
         r.describe()
     );
-    let r = run(&program, &[&copy], &faults_on(&toggle, &[("CUDA_FAULT_AFTER_CALLS", "1")]), true, T);
-    assert_eq!(r.lines(), real_runtime_lines([801, 214, 214]), "{}", r.describe());
+    let lost = [("CUDA_FAULT_AFTER_CALLS", "1"), ("CUDA_XID_TYPE", "79")];
+    let r = run(&program, &[&copy], &faults_on(&toggle, &lost), true, T);
+    assert_eq!(r.lines(), real_runtime_lines([801, 100, 100]), "{}", r.describe());
 }
 
 #[test]
@@ -113,8 +116,11 @@ fn a_vendored_runtime_in_a_local_scope_is_found_for_the_shims_exports() {
     assert!(bare.has_line("plugin ok"), "{}", bare.describe());
     let off = run(&fixture("plugin_host"), &[&plugin], &env, true, T);
     assert_eq!((off.status, &off.stdout, &off.stderr), (bare.status, &bare.stdout, &bare.stderr));
+    let on = run(&fixture("plugin_host"), &[&plugin], &faults_on(&toggle, &[("CUDA_XID_TYPE", "79")]), true, T);
+    assert_eq!(on.lines(), ["FAIL cudaGetDeviceCount cudaErrorNoDevice 100"], "{}", on.describe());
+    // XID 48 leaves the device queries working: the plugin's first allocation meets it.
     let on = run(&fixture("plugin_host"), &[&plugin], &faults_on(&toggle, &[]), true, T);
-    assert_eq!(on.lines(), ["FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214"], "{}", on.describe());
+    assert_eq!(on.lines(), ["plugin devices 2", "FAIL cudaMalloc cudaErrorECCUncorrectable 214"], "{}", on.describe());
 }
 
 #[test]
