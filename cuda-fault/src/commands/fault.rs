@@ -117,8 +117,12 @@ fn namespace(ns: &str) -> Result<String, Failure> {
     }
 }
 
+/// How often `--wait` reads the DaemonSet and its pods: a fault is usually in effect within a
+/// second of the hold pods starting, and a test waiting on it should not wait a poll longer.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
 fn waiting(wait: bool, timeout: Duration) -> Option<Waiting> {
-    wait.then_some(Waiting { timeout, poll: Duration::from_secs(1) })
+    wait.then_some(Waiting { timeout, poll: WAIT_POLL })
 }
 
 impl FaultArgs {
