@@ -195,22 +195,23 @@ fn apply_fault(api: &FakeApi, uid: &str) {
     api.set(&objects::node_path("node-b"), &objects::node("node-b", false));
 }
 
-/// A running worker on `node` that meets the fault as the hold pod `pod` writes it: prints the
-/// worker's lines up to its failure and how long after the write it came.
-fn fails_while_running(nodes: &dyn Nodes, node: &Path, start_hold: impl FnOnce() -> Hold) -> (Hold, Run) {
+/// A running worker on `node` that meets the fault as the hold pod `start_hold` starts writes it:
+/// prints the worker's lines up to its failure and how long after the write it came. The hold
+/// pod, and the worker's failure line.
+fn fails_while_running(nodes: &dyn Nodes, node: &Path, start_hold: impl FnOnce() -> Hold) -> (Hold, String) {
     let (mut child, leftover) = nodes.start_worker(node, &["WORKLOAD_FOREVER=1"], &["0", "5"]);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     read_until(&mut out, "pod@A", "step 3 ok");
     let hold = start_hold();
     println!("    [hold@A] {}", hold.started);
     let written = Instant::now();
-    read_until(&mut out, "pod@A", "FAIL ");
+    let fail = read_until(&mut out, "pod@A", "FAIL ");
     println!("    the running worker failed {} ms after the hold pod wrote the fault", written.elapsed().as_millis());
     let r = finish(child, Duration::from_secs(60));
     nodes.worker_ended(leftover);
     show("pod@A", &r);
     assert_eq!(r.status, 1, "the worker should have failed");
-    (hold, r)
+    (hold, fail)
 }
 
 fn story(nodes: &dyn Nodes, root: &Path) {
@@ -237,8 +238,8 @@ fn story(nodes: &dyn Nodes, root: &Path) {
     println!("\n\x1b[1mXID 31, an MMU fault: an application error. Restarting the pod in place recovers.\x1b[0m");
     say("2. A worker runs on node A; `kubectl apply -k kustomize/xid31`: its launch check passes, its next synchronize fails");
     apply_fault(&api, "uid-31");
-    let (hold, r) = fails_while_running(nodes, &a, || hold_on_a("cuda-fault-hold-a1", "uid-31", &xid31));
-    assert!(r.has_line("FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700"));
+    let (hold, fail) = fails_while_running(nodes, &a, || hold_on_a("cuda-fault-hold-a1", "uid-31", &xid31));
+    assert_eq!(fail, "FAIL cudaStreamSynchronize cudaErrorIllegalAddress 700");
 
     say("3. The kubelet restarts the pod in place on node A: a process started after the fault runs clean, and serves");
     assert!(nodes.pod(&a, "pod@A restarted").success());
@@ -252,8 +253,8 @@ fn story(nodes: &dyn Nodes, root: &Path) {
     println!("\n\x1b[1mXID 79, the GPU fell off the bus: the node is broken. Cordon it and move the work.\x1b[0m");
     say("5. A worker runs on node A; `kubectl apply -k kustomize/examples/nvsentinel` (XID 79, kmsg=1): the hold pod writes the toggle and the driver's Xid line");
     apply_fault(&api, "uid-79");
-    let (hold, r) = fails_while_running(nodes, &a, || hold_on_a("cuda-fault-hold-a2", "uid-79", &xid79));
-    assert!(r.stdout.lines().any(|l| l.ends_with(" cudaErrorNoDevice 100")));
+    let (hold, fail) = fails_while_running(nodes, &a, || hold_on_a("cuda-fault-hold-a2", "uid-79", &xid79));
+    assert!(fail.ends_with(" cudaErrorNoDevice 100"), "{fail}");
     for line in std::fs::read_to_string(&kmsg).unwrap().lines() {
         println!("    [kernel log of A] {line}");
     }
@@ -273,8 +274,9 @@ fn story(nodes: &dyn Nodes, root: &Path) {
     println!("    [monitor] XID {} on GPU {}: node-a cordoned (spec.unschedulable = true)", seen.xid, seen.pci);
     println!("    the drain evicts the hold pod; the fault resource still targets node A, so the fault stays:");
     show("hold@A", &nodes.stop(hold));
-    let hold = hold_on_a("cuda-fault-hold-a3", "uid-79", &xid79);
+    let mut hold = hold_on_a("cuda-fault-hold-a3", "uid-79", &xid79);
     println!("    [hold@A] {}", hold.started);
+    println!("    [hold@A] {}", hold.next_line());
 
     let target = monitor::schedulable(&api, &["node-a", "node-b"]).expect("a schedulable node");
     say(&format!("8. The scheduler places the pod on {target}, where it serves"));

@@ -318,7 +318,8 @@ impl<'a> Cluster<'a> {
 
 /// A running `cuda-fault hold` (a container, or a plain process in the demo).
 pub struct Hold {
-    child: Child,
+    /// None once waited for.
+    child: Option<Child>,
     out: BufReader<ChildStdout>,
     name: String,
     /// The line it printed when it wrote the file.
@@ -335,21 +336,38 @@ impl Hold {
             let r = finish(child, T);
             panic!("cuda-fault hold did not start: {started}\n{}", r.describe());
         }
-        Hold { child, out, name: name.to_string(), started: started.trim_end().to_string() }
+        Hold { child: Some(child), out, name: name.to_string(), started: started.trim_end().to_string() }
+    }
+
+    /// Its next line of output (empty at the end).
+    pub fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self.out.read_line(&mut line);
+        line.trim_end().to_string()
     }
 
     /// The process id (of `podman run` for a container).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Waits for it to end; its remaining output is the Run's stdout.
     pub fn wait(mut self) -> Run {
         let mut rest = String::new();
         let _ = std::io::Read::read_to_string(&mut self.out, &mut rest);
-        let mut r = finish(self.child, T);
+        let mut r = finish(self.child.take().expect("waited for once"), T);
         r.stdout = rest;
         r
+    }
+}
+
+/// A hold left running by a failed test or demo is killed, not left holding its pipes open.
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
