@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._binary import binary_path, shim_path
 from .errors import (
     BinaryNotFoundError,
+    ChangedMeanwhileError,
     CommandTimeoutError,
     CudaFaultError,
     CudaFaultIOError,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BinaryNotFoundError",
+    "ChangedMeanwhileError",
     "CommandTimeoutError",
     "CudaFaultError",
     "CudaFaultIOError",

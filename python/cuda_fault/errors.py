@@ -56,6 +56,13 @@ class UsageError(CudaFaultError):
     exit_code = 2
 
 
+class ChangedMeanwhileError(CudaFaultError):
+    """``inject``: the object changed while cuda-fault worked on it, so its guarded patch changed
+    nothing (exit 11); run it again."""
+
+    exit_code = 11
+
+
 class PermissionDeniedError(CudaFaultError):
     """Permission denied (exit 13)."""
 
@@ -152,6 +159,7 @@ BY_CODE: dict[int, type[CudaFaultError]] = {
     for cls in (
         NotInjectedError,
         UsageError,
+        ChangedMeanwhileError,
         PermissionDeniedError,
         IsDirectoryError,
         ReadOnlyError,

@@ -22,20 +22,23 @@ def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize(
-    ("xid", "error"),
+    ("xid", "call", "error"),
     [
-        (48, "cudaErrorECCUncorrectable 214"),
-        (79, "cudaErrorNoDevice 100"),
-        (13, "cudaErrorLaunchFailure 719"),
+        # The GPU stays enumerated: the first call that uses it fails.
+        (48, "cudaSetDevice", "cudaErrorECCUncorrectable 214"),
+        # The GPU is lost: even the device count fails.
+        (79, "cudaGetDeviceCount", "cudaErrorNoDevice 100"),
+        # An application error surfaces asynchronously, at the first synchronize.
+        (13, "cudaStreamSynchronize", "cudaErrorLaunchFailure 719"),
     ],
 )
 def test_a_scenario_s_env_makes_the_child_fail_with_the_xid_s_error(
-    clean_env: None, fake_stack: FakeStack, xid: int, error: str
+    clean_env: None, fake_stack: FakeStack, xid: int, call: str, error: str
 ) -> None:
     r = run([str(fake_stack.workload)], Scenario(xid=xid).env())
     assert r.returncode == 1, r
-    assert r.stdout.splitlines()[-1] == f"FAIL cudaGetDeviceCount {error}"
-    assert f"[XID {xid} SIM] cudaGetDeviceCount ->" in r.stderr
+    assert r.stdout.splitlines()[-1] == f"FAIL {call} {error}"
+    assert f"[XID {xid} SIM] {call} ->" in r.stderr
     assert f"[cuda-fault] faults ON: simulating XID {xid}" in r.stderr
 
 
@@ -47,7 +50,7 @@ def test_keys_reach_the_shim_and_inherited_ones_do_not(clean_env: None, fake_sta
     # A parent's CUDA_FAULT_AFTER_CALLS would let every call pass; the scenario's env drops it.
     base = {**os.environ, "CUDA_FAULT_AFTER_CALLS": "1000000"}
     r = run([str(fake_stack.workload)], Scenario(xid=48).env(base=base))
-    assert r.returncode == 1 and "FAIL cudaGetDeviceCount" in r.stdout
+    assert r.returncode == 1 and "FAIL cudaSetDevice" in r.stdout
     # Device 1 of 2 only: the workload on device 0 is untouched.
     r = run([str(fake_stack.workload)], Scenario(xid=79, devices=[1]).env())
     assert (r.returncode, r.stdout.splitlines()[-1]) == (0, "workload ok"), r
@@ -91,7 +94,8 @@ def test_a_toggle_flipped_while_the_child_runs(
     assert child.returncode == 1
     assert out.splitlines()[-1].endswith("cudaErrorECCUncorrectable 214"), out
     assert (
-        f"[cuda-fault] faults ON: simulating XID 48 (Double-bit ECC error) [toggle file {toggle.path}]" in err
+        "[cuda-fault] faults ON: simulating XID 48 (Double-bit ECC error) (surface immediate; scope device) "
+        f"[toggle file {toggle.path}]" in err
     )
     # Off again: the file is gone, a new child runs clean.
     assert not toggle.path.exists()
@@ -111,7 +115,7 @@ def test_the_user_s_preload_is_kept_after_the_shim(
     subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
     base = {**os.environ, "LD_PRELOAD": str(lib)}
     r = run([str(fake_stack.workload)], Scenario(xid=48).env(base=base))
-    assert r.returncode == 1 and "FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214" in r.stdout
+    assert r.returncode == 1 and "FAIL cudaSetDevice cudaErrorECCUncorrectable 214" in r.stdout
     assert r.stderr.startswith("mine loaded\n"), r.stderr
     assert "[XID 48 SIM]" in r.stderr
 
@@ -127,7 +131,7 @@ def test_the_example_training_script_fails_and_recovers(
     assert r.returncode == 1, r
     assert r.stdout.splitlines()[-1] == (
         "RuntimeError: CUDA error: uncorrectable ECC error encountered "
-        "(cudaErrorECCUncorrectable = 214) in cudaDeviceSynchronize"
+        "(cudaErrorECCUncorrectable = 214) in cudaMemcpy"
     )
     r = run(train, env)
     assert (r.returncode, r.stdout.splitlines()[-1]) == (0, "train ok"), r

@@ -34,7 +34,7 @@ def test_fixture_fault_then_recovery(cuda_fault):
     with cuda_fault.fault(Scenario(xid=48)):
         r = cuda_fault.run([WORKLOAD])
         assert r.returncode == 1
-        assert r.stdout.splitlines()[-1] == "FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214"
+        assert r.stdout.splitlines()[-1] == "FAIL cudaSetDevice cudaErrorECCUncorrectable 214"
     assert cuda_fault.run([WORKLOAD]).returncode == 0
     assert cuda_fault.lines()[0].startswith("[cuda-fault] faults ON: simulating XID 48")
     record("fixture", toggle=str(cuda_fault.toggle_file), env_file=cuda_fault.env()["CUDA_FAULT_TOGGLE_FILE"])
@@ -121,7 +121,7 @@ def test_the_plugin_in_a_sample_project(
     # The failing test's report: the section, each child's command and status, its shim lines.
     section = out[out.index("cuda-fault: the child processes' shim lines") :]
     assert f"$ {fake_stack.workload}  (exit 1)\n[cuda-fault] faults ON: simulating XID 48" in section, section
-    assert "[XID 48 SIM] cudaGetDeviceCount -> cudaErrorECCUncorrectable (214)" in section
+    assert "[XID 48 SIM] cudaSetDevice -> cudaErrorECCUncorrectable (214)" in section
     assert f"$ {fake_stack.workload} 1  (exit 0)\n(no [XID]/[cuda-fault] lines)" not in section, (
         "the test's scenario is on: the second child fails too"
     )

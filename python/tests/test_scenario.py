@@ -51,6 +51,16 @@ def test_a_scenario_is_the_line_the_binary_renders(clean_env: None) -> None:
     assert Scenario(48, percent=5.5).line() == "1 48 percent=5.5"
     assert Scenario(after_ms="2m").keys == {"after_ms": "120000"}
     assert repr(Scenario(48)) == "Scenario('1 48')"
+    # The XID's own behaviour, overridden: XID 31 failing every call of every process at once.
+    s = Scenario(31, scope="device", surface="immediate")
+    assert s.line() == "1 31 surface=immediate scope=device"
+    assert s.keys == {"surface": "immediate", "scope": "device"}
+    assert s.variables() == {
+        "CUDA_FAULT_INJECTION_ENABLED": "1",
+        "CUDA_XID_TYPE": "31",
+        "CUDA_FAULT_SURFACE": "immediate",
+        "CUDA_FAULT_SCOPE": "device",
+    }
 
 
 @pytest.mark.parametrize(
@@ -63,8 +73,10 @@ def test_a_scenario_is_the_line_the_binary_renders(clean_env: None) -> None:
         ({"devices": [64]}, "--devices"),
         ({"functions": "cuGetErrorString"}, "cuGetErrorString"),
         ({"mode": "explode"}, "--mode"),
+        ({"surface": "runtime"}, "--surface"),
+        ({"scope": "node"}, "--scope"),
         # A key the grammar does not have (yet) reaches the binary as its flag and is refused there.
-        ({"surface": "runtime"}, "unexpected argument '--surface'"),
+        ({"colour": "red"}, "unexpected argument '--colour'"),
     ],
 )
 def test_bad_values_are_refused_by_the_binary_with_its_line_and_code(

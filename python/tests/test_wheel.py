@@ -114,5 +114,5 @@ def test_a_child_faults_through_the_installed_shim(installed: Installed, fake_st
         [str(installed.python), "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}
     )
     assert r.returncode == 1, r
-    assert "FAIL cudaGetDeviceCount cudaErrorECCUncorrectable 214" in r.stdout
-    assert "[XID 48 SIM] cudaGetDeviceCount -> cudaErrorECCUncorrectable (214)" in r.stdout
+    assert "FAIL cudaSetDevice cudaErrorECCUncorrectable 214" in r.stdout
+    assert "[XID 48 SIM] cudaSetDevice -> cudaErrorECCUncorrectable (214)" in r.stdout
