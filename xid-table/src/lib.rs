@@ -31,42 +31,9 @@ impl fmt::Display for ErrorCode<'_> {
     }
 }
 
-/// Where a fault shows in the process that meets it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
-    /// Every call fails at once: the GPU itself is broken.
-    Immediate,
-    /// The faulting kernel's launch returns success; the error surfaces at the next
-    /// synchronizing call and then sticks to the process (a broken context).
-    Async,
-}
-
-impl Surface {
-    pub const fn word(self) -> &'static str {
-        match self {
-            Surface::Immediate => "immediate",
-            Surface::Async => "async",
-        }
-    }
-}
-
-/// Which processes a fault reaches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Only processes that were running when it was switched on: a restarted one runs clean.
-    Process,
-    /// Every process on the device, for as long as it is on.
-    Device,
-}
-
-impl Scope {
-    pub const fn word(self) -> &'static str {
-        match self {
-            Scope::Process => "process",
-            Scope::Device => "device",
-        }
-    }
-}
+/// A row's `surface` and `scope` are the toggle keys' own values (the keys override them), so
+/// the words come from the grammar.
+pub use toggle_grammar::{Scope, Surface};
 
 /// The ECC state NVML reports for a GPU with this XID.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -192,16 +159,10 @@ pub fn parse(text: &str) -> Result<Vec<Xid<'_>>, ParseError> {
             other => Err(err(format!("{what} must be 'yes' or 'no', found '{other}'"))),
         };
         let sticky = yes_no(6, "sticky")?;
-        let surface = match cols[7] {
-            "immediate" => Surface::Immediate,
-            "async" => Surface::Async,
-            other => return Err(err(format!("surface must be 'immediate' or 'async', found '{other}'"))),
-        };
-        let scope = match cols[8] {
-            "process" => Scope::Process,
-            "device" => Scope::Device,
-            other => return Err(err(format!("scope must be 'process' or 'device', found '{other}'"))),
-        };
+        let surface = Surface::parse(cols[7].as_bytes())
+            .map_err(|_| err(format!("surface must be 'immediate' or 'async', found '{}'", cols[7])))?;
+        let scope = Scope::parse(cols[8].as_bytes())
+            .map_err(|_| err(format!("scope must be 'process' or 'device', found '{}'", cols[8])))?;
         let lost = yes_no(9, "lost")?;
         let ecc = ecc(cols[10]).map_err(|m| err(format!("ecc: {m}")))?;
         if lost && nvml.map(|e| e.name) != Some("NVML_ERROR_GPU_IS_LOST") {
