@@ -157,6 +157,46 @@ def w_xid48_text():
     _report(ok="uncorrectable ECC error encountered" in err, detail=err.splitlines()[0] if err else "no error")
 
 
+def w_xid31_async():
+    """XID 31 (async, from the environment): launches raise nothing; the synchronize does, with
+    the illegal-address error, and every later call keeps failing (a broken context)."""
+    import torch
+    stage = "allocation"
+    try:
+        x = torch.ones(1 << 16, device="cuda")
+        stage = "launch"
+        y = x * 2
+        stage = "synchronize"
+        torch.cuda.synchronize()
+        stage = "none"
+    except Exception as e:  # noqa: BLE001
+        err = str(e)
+    else:
+        _report(ok=False, detail=f"no error (y[0]={y[0].item()})")
+        return
+    later = ""
+    try:
+        torch.zeros(1, device="cuda").sum().item()
+    except Exception as e:  # noqa: BLE001
+        later = str(e)
+    ok = stage == "synchronize" and "illegal memory access" in err and "illegal memory access" in later
+    _report(ok=ok, detail=f"raised at {stage}: {err.splitlines()[0]}; later: {later.splitlines()[0] if later else 'ok'}")
+
+
+def w_xid48_nvml_ecc():
+    """XID 48: NVML keeps working and reports uncorrected ECC errors (volatile count > 0)."""
+    import ctypes
+    nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    rc_init = nvml.nvmlInit_v2()
+    handle = ctypes.c_void_p()
+    rc_handle = nvml.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(handle))
+    count = ctypes.c_ulonglong(0)
+    # NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1, NVML_VOLATILE_ECC = 0
+    rc_ecc = nvml.nvmlDeviceGetTotalEccErrors(handle, 1, 0, ctypes.byref(count))
+    ok = (rc_init, rc_handle, rc_ecc) == (0, 0, 0) and count.value > 0
+    _report(ok=ok, detail=f"init {rc_init}, handle {rc_handle}, total ECC {rc_ecc}: {count.value} uncorrected")
+
+
 def w_devices_other():
     """CUDA_FAULT_DEVICES names a GPU this process does not use: GPU 0 keeps working."""
     import torch
@@ -273,6 +313,23 @@ def main():
     if os.path.exists(toggle):
         os.remove(toggle)
     check("XID 48: ECC error text", child("xid48_text", {**base, "CUDA_FAULT_INJECTION_ENABLED": "1", "CUDA_XID_TYPE": "48"}))
+    xid31 = {**base, "CUDA_FAULT_INJECTION_ENABLED": "1", "CUDA_XID_TYPE": "31"}
+    check("XID 31: launch passes, synchronize raises, context broken", child("xid31_async", xid31),
+          "surfaced at")
+    # scope=process: a process started after the toggle file was written runs clean.
+    with open(toggle, "w") as f:
+        f.write("1 31\n")
+    # The child must start on a later tick of the coarse clock the kernel stamps files with
+    # (CLOCK_REALTIME_COARSE is clock id 5 on Linux): wait for that tick.
+    while time.clock_gettime_ns(5) <= os.stat(toggle).st_mtime_ns:
+        time.sleep(0.001)
+    res = child("off_eager", base)
+    if res.get("ok") and "not in this process" not in res.get("stderr", ""):
+        res["ok"], res["detail"] = False, res["detail"] + "; no 'not in this process' in stderr"
+    check("XID 31 toggle: a process started after it runs clean", res)
+    os.remove(toggle)
+    check("XID 48: NVML reports uncorrected ECC errors",
+          child("xid48_nvml_ecc", {**base, "CUDA_FAULT_INJECTION_ENABLED": "1", "CUDA_XID_TYPE": "48"}))
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     smi = subprocess.run(["nvidia-smi"], env={**env, "LD_PRELOAD": SHIM, "CUDA_FAULT_INJECTION_ENABLED": "1",
                                                 "CUDA_FAULT_TOGGLE_FILE": toggle},
