@@ -37,6 +37,9 @@ pub fn hang(slot: usize, meta: &slots::Meta, active: state::Active, p: &Plan, st
     while state::faulting_xid().is_some() && plan::current().hang {
         if state::gate().load(Ordering::Acquire) & gate::EVERY_CALL != 0 {
             lifecycle::check(false);
+        } else {
+            // A starved poller must not keep a hung call parked after the toggle went off.
+            lifecycle::check_if_late();
         }
         // SAFETY: nap is valid; an interrupted sleep just loops.
         unsafe { libc::nanosleep(&nap, core::ptr::null_mut()) };

@@ -93,3 +93,47 @@ fn with_the_poller_stopped_faults_still_turn_off_and_change() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A call parked by hang mode checks the file itself too: with the poller stopped, turning the
+/// toggle off still releases it (and the shim says so), rather than leaving the workload hung
+/// until the poller runs again.
+#[test]
+fn with_the_poller_stopped_a_hung_call_is_released_when_faults_turn_off() {
+    let dir = scratch_dir("starved-hang");
+    let file = dir.join("toggle");
+    write_atomic(&file, b"0\n");
+    let f = file.display().to_string();
+    let env = [("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("CUDA_FAULT_POLL_MS", "10"), ("WORKLOAD_FOREVER", "1")];
+    let mut child = spawn(&fixture("workload"), &["0", "5"], &env, true);
+    let lines = |pipe: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        rx
+    };
+    let out = lines(Box::new(child.stdout.take().unwrap()));
+    let err = lines(Box::new(child.stderr.take().unwrap()));
+    let until = |rx: &mpsc::Receiver<String>, what: &str, prefix: &str| loop {
+        let line = rx.recv_timeout(T).unwrap_or_else(|_| panic!("no {prefix:?} on {what} within {T:?}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    };
+    until(&out, "stdout", "step 2 ok");
+    write_atomic(&file, b"1 79 mode=hang\n");
+    until(&err, "stderr", "[XID 79 SIM] cudaStreamSynchronize -> hangs (CUDA_FAULT_MODE=hang)");
+    let poller = thread_named(child.id(), "cuda-fault-poll");
+    freeze(poller);
+    write_atomic(&file, b"0\n");
+    until(&err, "stderr", "[cuda-fault] faults OFF");
+    // Released: the workload steps again (a step line printed before it hung may come first).
+    until(&out, "stdout", "step ");
+    let fresh = until(&out, "stdout", "step ");
+    assert!(fresh.ends_with(" ok"), "{fresh}");
+    resume(poller);
+    let _ = child.kill();
+    let _ = child.wait();
+}
