@@ -25,7 +25,8 @@ pub struct Calls {
     stderr: Vec<String>,
 }
 
-fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+/// A child's pipe as a channel of its lines, read by a thread of its own.
+pub fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -35,6 +36,18 @@ fn lines(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
         }
     });
     rx
+}
+
+/// The next line from `rx` that starts with `prefix` (the lines before it are dropped); panics
+/// naming `what` when none comes within `timeout`.
+pub fn line_starting(rx: &Receiver<String>, prefix: &str, what: &str, timeout: Duration) -> String {
+    loop {
+        let line =
+            rx.recv_timeout(timeout).unwrap_or_else(|e| panic!("no {prefix:?} on {what} within {timeout:?}: {e:?}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
 }
 
 impl Calls {

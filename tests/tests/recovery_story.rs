@@ -57,6 +57,21 @@ const HOLDING_79: &str = "holding \"1 79\" in /host-fault/cuda_fault_enabled unt
 const KEPT: &str = "kept: the file already held this fault (a previous hold pod's), so it was not rewritten: running \
                     processes see no new fault";
 
+/// A replacing hold pod stopped after its DaemonSet was deleted: it had kept the file it found and
+/// removes it now.
+fn assert_kept_then_removed(r: &Run) {
+    assert_eq!(
+        r.lines(),
+        [
+            KEPT,
+            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was \
+             deleted"
+        ],
+        "{}",
+        r.describe()
+    );
+}
+
 /// The fault resource as the fake API shows it: the DaemonSet (this uid) and the two nodes.
 fn apply(api: &FakeApi, uid: &str) {
     api.set(objects::DAEMONSET_PATH, &objects::daemonset(uid));
@@ -165,17 +180,7 @@ fn the_fault_is_applied_and_deleted_around_running_workers_and_the_story_recover
     // `kubectl delete -k kustomize/xid79`: the DaemonSet is gone, its pod stops and removes the
     // marker it wrote; A serves again.
     api.remove(objects::DAEMONSET_PATH);
-    let r = cluster.stop(hold2);
-    assert_eq!(
-        r.lines(),
-        [
-            KEPT,
-            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was \
-             deleted"
-        ],
-        "{}",
-        r.describe()
-    );
+    assert_kept_then_removed(&cluster.stop(hold2));
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
     assert_serves(&cluster.pod(&a), "node A after the fault was deleted");
     api.set(&objects::node_path("node-a"), &objects::node("node-a", false)); // uncordoned
@@ -289,17 +294,7 @@ fn an_application_xid_fails_at_the_sync_and_a_restart_in_place_recovers() {
 
     // `kubectl delete -k kustomize/xid31`: the replacement removes the file it adopted.
     api.remove(objects::DAEMONSET_PATH);
-    let r = cluster.stop(hold2);
-    assert_eq!(
-        r.lines(),
-        [
-            KEPT,
-            "SIGTERM: removed /host-fault/cuda_fault_enabled: the fault resource (DaemonSet cuda-fault/cuda-fault-hold) was \
-             deleted"
-        ],
-        "{}",
-        r.describe()
-    );
+    assert_kept_then_removed(&cluster.stop(hold2));
     assert!(std::fs::read_dir(&a).unwrap().next().is_none(), "node A's directory is not empty");
 }
 

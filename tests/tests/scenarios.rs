@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cuda_fault_tests::calls::line_starting;
 use cuda_fault_tests::{finish, fixture, run, scratch_dir, shim_lines, spawn, write_atomic, Run};
 
 const T: Duration = Duration::from_secs(30);
@@ -188,16 +189,6 @@ fn after_ms_delays_the_fault_after_turning_on() {
     assert!(r.stderr.contains("(after 400 ms; surface immediate; scope device)"), "{}", r.describe());
 }
 
-/// Waits for a stderr line starting with `prefix`.
-fn wait_for_line(stderr: &mpsc::Receiver<String>, prefix: &str) {
-    loop {
-        let line = stderr.recv_timeout(T).unwrap_or_else(|e| panic!("no {prefix:?} line on stderr: {e:?}"));
-        if line.starts_with(prefix) {
-            return;
-        }
-    }
-}
-
 /// Whether thread `tid` of process `pid` is asleep in (clock_)nanosleep, read from
 /// /proc/PID/task/TID/syscall (the syscall number comes first).
 fn sleeping_in_nanosleep(pid: u32, tid: u32) -> bool {
@@ -256,7 +247,7 @@ fn hang_mode_blocks_synchronizing_calls_until_the_toggle_goes_off() {
     // The shim's own word that it saw the "0": a step line alone may be one the workload printed
     // before it hung that the reader thread forwarded late, and writing "1 79" again before the
     // shim saw the "0" would leave the first hang in place rather than start a new one.
-    wait_for_line(&erx, "[cuda-fault] faults OFF");
+    line_starting(&erx, "[cuda-fault] faults OFF", "stderr", T);
     let (_, line) = wait_for(&rx, |l| l.starts_with("step "));
     assert!(line.ends_with(" ok"), "{line}");
     if let Some(k) = last.strip_prefix("step ").and_then(|r| r.strip_suffix(" ok")) {

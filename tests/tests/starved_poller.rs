@@ -5,10 +5,10 @@
 //! themselves, so turning faults off or changing them still lands within the poll interval.
 //! (Turning faults on is seen by the poller alone: calls with faults off cost only the gate test.)
 
-use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use cuda_fault_tests::calls::{line_starting, lines};
 use cuda_fault_tests::{fixture, scratch_dir, spawn, write_atomic};
 
 const T: Duration = Duration::from_secs(30);
@@ -69,13 +69,7 @@ fn with_the_poller_stopped_faults_still_turn_off_and_change() {
     let f = file.display().to_string();
     let env = [("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("CUDA_FAULT_POLL_MS", "10")];
     let mut child = spawn(&fixture("flip_probe"), &["60000"], &env, true);
-    let (tx, out) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let out = lines(child.stdout.take().unwrap());
     let next = || out.recv_timeout(T).unwrap_or_else(|_| panic!("flip_probe printed nothing new within {T:?}"));
     assert_eq!(next(), "code 214");
     let poller = thread_named(child.id(), "cuda-fault-poll");
@@ -105,23 +99,9 @@ fn with_the_poller_stopped_a_hung_call_is_released_when_faults_turn_off() {
     let f = file.display().to_string();
     let env = [("CUDA_FAULT_TOGGLE_FILE", f.as_str()), ("CUDA_FAULT_POLL_MS", "10"), ("WORKLOAD_FOREVER", "1")];
     let mut child = spawn(&fixture("workload"), &["0", "5"], &env, true);
-    let lines = |pipe: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        rx
-    };
-    let out = lines(Box::new(child.stdout.take().unwrap()));
-    let err = lines(Box::new(child.stderr.take().unwrap()));
-    let until = |rx: &mpsc::Receiver<String>, what: &str, prefix: &str| loop {
-        let line = rx.recv_timeout(T).unwrap_or_else(|_| panic!("no {prefix:?} on {what} within {T:?}"));
-        if line.starts_with(prefix) {
-            return line;
-        }
-    };
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    let until = |rx: &mpsc::Receiver<String>, what: &str, prefix: &str| line_starting(rx, prefix, what, T);
     until(&out, "stdout", "step 2 ok");
     write_atomic(&file, b"1 79 mode=hang\n");
     until(&err, "stderr", "[XID 79 SIM] cudaStreamSynchronize -> hangs (CUDA_FAULT_MODE=hang)");
